@@ -1,0 +1,5 @@
+import sys
+
+from osvemu.cli import main
+
+sys.exit(main())

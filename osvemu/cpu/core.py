@@ -1,0 +1,445 @@
+"""One emulated core: a Unicorn instance, its memory view, and its state.
+
+The core executes guest code in slices of a given instruction count and
+turns what Unicorn reports -- hooks on port I/O, CPUID, the local APIC page,
+exceptions, unmapped accesses, HLT -- into calls on its :class:`Platform`
+and into state changes (Intel SDM Vol. 3A 9.4 for the INIT/SIPI states).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from enum import Enum
+from typing import Protocol
+
+import capstone
+from unicorn import (
+    UC_ARCH_X86,
+    UC_HOOK_CODE,
+    UC_HOOK_INSN,
+    UC_HOOK_INSN_INVALID,
+    UC_HOOK_INTR,
+    UC_HOOK_MEM_FETCH_UNMAPPED,
+    UC_HOOK_MEM_READ_UNMAPPED,
+    UC_HOOK_MEM_WRITE_UNMAPPED,
+    UC_MEM_FETCH_UNMAPPED,
+    UC_MEM_WRITE_UNMAPPED,
+    UC_MODE_64,
+    UC_PROT_ALL,
+    Uc,
+    UcError,
+)
+from unicorn import x86_const as r
+
+from osvemu.cpu import x86
+from osvemu.cpu.delivery import DeliveryFault, Mode, Source, cpu_mode, deliver
+from osvemu.cpu.fault import FaultReport
+from osvemu.cpu.memory import MemoryView
+from osvemu.cpu.paging import TranslationFault, translate
+from osvemu.cpu.templates import BOOT_GDT, pvh_entry_context, startup_context
+from osvemu.cpu.ucinternals import CoreInternals
+from osvemu.errors import EmulatorError
+from osvemu.platform import clock
+from osvemu.platform.lapic import LocalApic
+
+#: Each instance's translation cache; Unicorn reserves 1 GiB by default.
+TCG_BUFFER_SIZE = 32 << 20
+_OPCODE_HLT = 0xF4
+_OPCODE_VMMCALL = bytes.fromhex("0f01d9")
+_OPCODE_VMCALL = bytes.fromhex("0f01c1")
+
+GENERAL_REGISTERS = {
+    "rax": r.UC_X86_REG_RAX, "rbx": r.UC_X86_REG_RBX, "rcx": r.UC_X86_REG_RCX, "rdx": r.UC_X86_REG_RDX,
+    "rsi": r.UC_X86_REG_RSI, "rdi": r.UC_X86_REG_RDI, "rbp": r.UC_X86_REG_RBP, "rsp": r.UC_X86_REG_RSP,
+    "r8": r.UC_X86_REG_R8, "r9": r.UC_X86_REG_R9, "r10": r.UC_X86_REG_R10, "r11": r.UC_X86_REG_R11,
+    "r12": r.UC_X86_REG_R12, "r13": r.UC_X86_REG_R13, "r14": r.UC_X86_REG_R14, "r15": r.UC_X86_REG_R15,
+    "rip": r.UC_X86_REG_RIP, "rflags": r.UC_X86_REG_RFLAGS,
+    "cs": r.UC_X86_REG_CS, "ss": r.UC_X86_REG_SS, "ds": r.UC_X86_REG_DS, "es": r.UC_X86_REG_ES,
+    "fs": r.UC_X86_REG_FS, "gs": r.UC_X86_REG_GS,
+    "cr0": r.UC_X86_REG_CR0, "cr2": r.UC_X86_REG_CR2, "cr3": r.UC_X86_REG_CR3, "cr4": r.UC_X86_REG_CR4,
+    "fs_base": r.UC_X86_REG_FS_BASE, "gs_base": r.UC_X86_REG_GS_BASE,
+}
+_REGISTER_NAMES = tuple(GENERAL_REGISTERS)
+_REGISTER_IDS = tuple(GENERAL_REGISTERS.values())
+
+
+class CoreState(Enum):
+    RUNNING = "running"
+    HALTED = "halted"
+    WAIT_FOR_SIPI = "wait-for-sipi"
+    STOPPED = "stopped"
+
+
+class Platform(Protocol):
+    """What a core asks of the machine around it."""
+
+    def port_in(self, core: Core, port: int, size: int) -> int: ...
+    def port_out(self, core: Core, port: int, size: int, value: int) -> None: ...
+    def cpuid(self, core: Core, leaf: int, subleaf: int) -> tuple[int, int, int, int]: ...
+    def hypercall(self, core: Core) -> bool: ...
+    def symbolize(self, address: int) -> str | None: ...
+
+
+def _guarded(method: Callable) -> Callable:
+    """Run a Unicorn hook so that a Python exception stops emulation and is
+    re-raised after ``emu_start`` returns, instead of vanishing in ctypes."""
+
+    @functools.wraps(method)
+    def wrapper(self: Core, *args):
+        try:
+            return method(self, *args)
+        except BaseException as error:  # noqa: BLE001 - re-raised after emu_start
+            if self.hook_error is None:
+                self.hook_error = error
+            self.uc.emu_stop()
+            return False
+
+    return wrapper
+
+
+class Core:
+    def __init__(self, index: int, apic_id: int, view: MemoryView, lapic_base: int, platform: Platform,
+                 lapic: LocalApic | None = None) -> None:
+        self.index = index
+        self.apic_id = apic_id
+        self.view = view
+        self.platform = platform
+        self.state = CoreState.WAIT_FOR_SIPI
+        self.lapic = lapic
+        self.lapic_base = lapic_base
+        self.apic_base_msr = lapic_base | x86.APIC_BASE_ENABLE
+        self.instructions = 0
+        self.interrupts_taken = 0
+        self.exceptions_taken = 0
+        self.nmi_pending = False
+        self.fault: FaultReport | None = None
+        self.hook_error: BaseException | None = None
+        self.exit_requested = False
+        self.slice_start_ns = 0
+        self.counted = True
+        self.on_event: Callable[[Core, str, dict], None] | None = None
+        self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
+        self.uc.ctl_set_tcg_buffer_size(TCG_BUFFER_SIZE)
+        self.internals = CoreInternals(self.uc)
+        for mapping in view.mappings:
+            self.uc.mem_map_ptr(mapping.gpa, mapping.size, UC_PROT_ALL, mapping.host_address)
+        self.uc.mmio_map(lapic_base, 0x1000, self._lapic_read, None, self._lapic_write, None)
+        self._add_hooks()
+
+    # ------------------------------------------------------------ setup
+    def _add_hooks(self) -> None:
+        uc = self.uc
+        uc.hook_add(UC_HOOK_INTR, self._on_exception)
+        uc.hook_add(UC_HOOK_INSN_INVALID, self._on_invalid_instruction)
+        uc.hook_add(UC_HOOK_INSN, self._on_in, None, 1, 0, r.UC_X86_INS_IN)
+        uc.hook_add(UC_HOOK_INSN, self._on_out, None, 1, 0, r.UC_X86_INS_OUT)
+        uc.hook_add(UC_HOOK_INSN, self._on_cpuid, None, 1, 0, r.UC_X86_INS_CPUID)
+        uc.hook_add(UC_HOOK_MEM_READ_UNMAPPED | UC_HOOK_MEM_WRITE_UNMAPPED | UC_HOOK_MEM_FETCH_UNMAPPED,
+                    self._on_unmapped)
+
+    def intercept_instructions_at(self, addresses: list[int]) -> None:
+        """Hook RDMSR/WRMSR/RDTSC at these linear addresses (Unicorn cannot hook
+        those instructions by kind; see REFERENCE.md)."""
+        for address in addresses:
+            self.uc.hook_add(UC_HOOK_CODE, self._on_special_instruction, None, address, address)
+        self.uc.ctl_flush_tb()
+
+    def enter_pvh(self, entry: int, start_info: int) -> None:
+        """Start as the PVH boot CPU: 32-bit protected mode at ``entry`` with
+        EBX = start info (REFERENCE.md "PVH direct boot")."""
+        self.uc.context_restore(pvh_entry_context())
+        self.uc.reg_write(r.UC_X86_REG_RBX, start_info)
+        self.uc.reg_write(r.UC_X86_REG_RIP, entry)
+        self.apic_base_msr |= x86.APIC_BASE_BSP
+        self.state = CoreState.RUNNING
+
+    # ------------------------------------------------------------ INIT / SIPI / NMI
+    def init(self) -> None:
+        """INIT: the core waits for a STARTUP IPI (SDM Vol. 3A 10.4.7.3)."""
+        if self.lapic:
+            self.lapic.reset()
+        self.nmi_pending = False
+        self.state = CoreState.WAIT_FOR_SIPI
+        self.uc.emu_stop()
+        self._event("init", {})
+
+    def startup(self, vector: int) -> bool:
+        """STARTUP IPI: only a core waiting for it starts, at vector << 12."""
+        if self.state is not CoreState.WAIT_FOR_SIPI:
+            return False
+        self.uc.context_restore(startup_context(vector))
+        self.uc.ctl_flush_tb()  # the trampoline was written by another core
+        self.state = CoreState.RUNNING
+        self._event("sipi", {"vector": vector, "address": vector << 12})
+        return True
+
+    def raise_nmi(self) -> None:
+        self.nmi_pending = True
+
+    def interrupt_waiting(self) -> bool:
+        return self.nmi_pending or (self.lapic is not None and self.lapic.pending_vector() is not None)
+
+    # ------------------------------------------------------------ running
+    def now_ns(self) -> int:
+        """Virtual time on this core, including the slice in progress."""
+        if self.counted:
+            return self.slice_start_ns + self.internals.retired_so_far() * clock.NS_PER_INSTRUCTION
+        return self.slice_start_ns
+
+    def service_interrupts(self) -> None:
+        """Take a pending NMI or LAPIC interrupt if the core can (between
+        instructions; SDM Vol. 3A 6.9 priorities: NMI before maskable)."""
+        if self.state in (CoreState.STOPPED, CoreState.WAIT_FOR_SIPI):
+            return
+        if self.nmi_pending:
+            self.nmi_pending = False
+            self._take(x86.VECTOR_NMI, Source.EXTERNAL, None, "nmi")
+            return
+        if self.lapic is None or not self.lapic.irr:
+            return
+        vector = self.lapic.pending_vector()
+        if vector is None or not self.uc.reg_read(r.UC_X86_REG_RFLAGS) & x86.RFLAGS_IF:
+            return
+        self.lapic.acknowledge(vector)
+        self._take(vector, Source.EXTERNAL, None, "interrupt")
+
+    def run(self, count: int, now_ns: int) -> int:
+        """Execute up to ``count`` instructions (0 = until stopped); return
+        how many retired (exact when ``count`` > 0)."""
+        self.slice_start_ns = now_ns
+        self.counted = count > 0
+        rip = self.uc.reg_read(r.UC_X86_REG_RIP)
+        error: UcError | None = None
+        try:
+            self.uc.emu_start(rip, 0xFFFFFFFFFFFFFFFF, 0, count)
+        except UcError as caught:
+            error = caught
+        retired = self.internals.retired(count) if count else 0
+        self.instructions += retired
+        if self.hook_error is not None:
+            hook_error, self.hook_error = self.hook_error, None
+            if isinstance(hook_error, EmulatorError):
+                raise hook_error
+            raise EmulatorError(f"core {self.index}: error in a hook: {hook_error!r}") from hook_error
+        if error is not None and self.state is not CoreState.STOPPED:
+            self.stop_with_fault("emulation error", str(error))
+        if self.state is CoreState.RUNNING and not self.exit_requested and (count == 0 or retired < count):
+            self._maybe_halted()
+        return retired
+
+    def _maybe_halted(self) -> None:
+        rip = self.uc.reg_read(r.UC_X86_REG_RIP)
+        try:
+            previous = self.read_linear(rip - 1, 1)[0]
+        except (TranslationFault, Exception):
+            return
+        if previous == _OPCODE_HLT:
+            self.state = CoreState.HALTED
+            self._event("hlt", {"rip": rip})
+
+    def wake(self) -> None:
+        if self.state is CoreState.HALTED:
+            self.state = CoreState.RUNNING
+
+    # ------------------------------------------------------------ delivery
+    def _take(self, vector: int, source: Source, error_code: int | None, kind: str) -> None:
+        chain: list[str] = []
+        try:
+            deliver(self, vector, source, error_code)
+        except DeliveryFault as first:
+            chain.append(f"vector {vector:#x}: {first}")
+            try:
+                deliver(self, x86.VECTOR_DF, Source.EXCEPTION, 0)
+                self._event("exception", {"vector": x86.VECTOR_DF, "error_code": 0, "cause": str(first)})
+                return
+            except DeliveryFault as second:
+                chain.append(f"#DF: {second}")
+                self.stop_with_fault("triple fault", "; ".join(chain), chain)
+                return
+        if kind == "exception":
+            self.exceptions_taken += 1
+        else:
+            self.interrupts_taken += 1
+        self.wake()
+        self._event(kind, {"vector": vector, "error_code": error_code})
+
+    def stop_with_fault(self, kind: str, description: str, chain: list[str] | None = None) -> None:
+        self.state = CoreState.STOPPED
+        self.fault = self.fault_report(kind, description, chain or [])
+        self.uc.emu_stop()
+        self._event("fault", {"report": self.fault.one_line()})
+
+    def fault_report(self, kind: str, description: str, chain: list[str]) -> FaultReport:
+        registers = self.registers()
+        rip = registers["rip"]
+        try:
+            instruction = self.disassemble(rip)
+        except Exception:  # noqa: BLE001 - a report must never fail
+            instruction = "<unreadable>"
+        return FaultReport(self.index, self.apic_id, kind, description, rip, instruction,
+                           self.platform.symbolize(rip), registers, chain)
+
+    # ------------------------------------------------------------ hooks
+    @_guarded
+    def _on_exception(self, uc: Uc, vector: int, _data: object) -> None:
+        error_code = self.internals.take_exception_error_code()
+        source = Source.EXCEPTION
+        rip = uc.reg_read(r.UC_X86_REG_RIP)
+        if vector >= 32 or self._is_software_interrupt(rip, vector):
+            source = Source.SOFTWARE
+        pushes_error = source is Source.EXCEPTION and vector in x86.VECTORS_WITH_ERROR_CODE
+        self._take(vector, source, error_code if pushes_error else None, "exception")
+
+    def _is_software_interrupt(self, rip: int, vector: int) -> bool:
+        try:
+            before = self.read_linear(rip - 2, 2)
+        except Exception:  # noqa: BLE001
+            return False
+        return before == bytes((0xCD, vector)) or (vector == x86.VECTOR_BP and before[1] == 0xCC) or (
+            vector == x86.VECTOR_OF and before[1] == 0xCE)
+
+    @_guarded
+    def _on_invalid_instruction(self, uc: Uc, _data: object) -> bool:
+        rip = uc.reg_read(r.UC_X86_REG_RIP)
+        try:
+            opcode = self.read_linear(rip, 3)
+        except Exception:  # noqa: BLE001
+            opcode = b""
+        if opcode in (_OPCODE_VMMCALL, _OPCODE_VMCALL) and self.platform.hypercall(self):
+            return True
+        self._take(x86.VECTOR_UD, Source.EXCEPTION, None, "exception")
+        return True
+
+    @_guarded
+    def _on_in(self, uc: Uc, port: int, size: int, _data: object) -> int:
+        return self.platform.port_in(self, port, size)
+
+    @_guarded
+    def _on_out(self, uc: Uc, port: int, size: int, value: int, _data: object) -> None:
+        self.platform.port_out(self, port, size, value)
+
+    @_guarded
+    def _on_cpuid(self, uc: Uc, _data: object) -> int:
+        leaf, subleaf = uc.reg_read(r.UC_X86_REG_EAX), uc.reg_read(r.UC_X86_REG_ECX)
+        eax, ebx, ecx, edx = self.platform.cpuid(self, leaf, subleaf)
+        uc.reg_write(r.UC_X86_REG_RAX, eax)
+        uc.reg_write(r.UC_X86_REG_RBX, ebx)
+        uc.reg_write(r.UC_X86_REG_RCX, ecx)
+        uc.reg_write(r.UC_X86_REG_RDX, edx)
+        return 1
+
+    @_guarded
+    def _lapic_read(self, uc: Uc, offset: int, size: int, _data: object) -> int:
+        value = self.lapic.read(offset & ~3) if self.lapic else 0
+        return (value >> (8 * (offset & 3))) & ((1 << (8 * size)) - 1)
+
+    @_guarded
+    def _lapic_write(self, uc: Uc, offset: int, size: int, value: int, _data: object) -> None:
+        if self.lapic:
+            self.lapic.write(offset & ~3, value)
+            if self.lapic.irr and self.lapic.pending_vector() is not None:
+                uc.emu_stop()  # end the slice so the interrupt is taken promptly
+
+    @_guarded
+    def _on_unmapped(self, uc: Uc, access: int, address: int, size: int, value: int, _data: object) -> bool:
+        kind = "fetch from" if access == UC_MEM_FETCH_UNMAPPED else "write to" if access == UC_MEM_WRITE_UNMAPPED else "read of"
+        self.stop_with_fault("unmapped memory", f"{kind} guest-physical {address:#x} ({size} bytes), which no RAM or device backs")
+        return False
+
+    @_guarded
+    def _on_special_instruction(self, uc: Uc, address: int, size: int, _data: object) -> None:
+        opcode = self.read_linear(address, 2)
+        if opcode == b"\x0f\x31":  # RDTSC (SDM Vol. 2B)
+            self._set_edx_eax(clock.tsc_at(self.now_ns()))
+        elif opcode == b"\x0f\x32":  # RDMSR
+            msr = uc.reg_read(r.UC_X86_REG_ECX)
+            if msr == x86.MSR_IA32_APIC_BASE:
+                self._set_edx_eax(self.apic_base_msr)
+            elif msr == x86.MSR_IA32_TSC:
+                self._set_edx_eax(clock.tsc_at(self.now_ns()))
+            else:
+                return
+        elif opcode == b"\x0f\x30":  # WRMSR
+            msr = uc.reg_read(r.UC_X86_REG_ECX)
+            if msr != x86.MSR_IA32_APIC_BASE:
+                return
+            value = (uc.reg_read(r.UC_X86_REG_RDX) << 32) | (uc.reg_read(r.UC_X86_REG_RAX) & 0xFFFFFFFF)
+            if value & x86.APIC_BASE_EXTD:  # x2APIC is not advertised: #GP (SDM Vol. 3A 10.12.1)
+                self._take(x86.VECTOR_GP, Source.EXCEPTION, 0, "exception")
+                return
+            keep = x86.APIC_BASE_BSP
+            self.apic_base_msr = (self.apic_base_msr & keep) | (value & ~keep & ~x86.APIC_BASE_EXTD)
+        else:
+            return
+        uc.reg_write(r.UC_X86_REG_RIP, address + 2)
+
+    def _set_edx_eax(self, value: int) -> None:
+        self.uc.reg_write(r.UC_X86_REG_RAX, value & 0xFFFFFFFF)
+        self.uc.reg_write(r.UC_X86_REG_RDX, (value >> 32) & 0xFFFFFFFF)
+
+    # ------------------------------------------------------------ memory and registers
+    def reg_read(self, reg: int):
+        return self.uc.reg_read(reg)
+
+    def reg_write(self, reg: int, value) -> None:
+        self.uc.reg_write(reg, value)
+
+    def efer(self) -> int:
+        return self.uc.reg_read(r.UC_X86_REG_MSR, x86.MSR_EFER)
+
+    def mode(self) -> Mode:
+        return cpu_mode(self.uc.reg_read(r.UC_X86_REG_CR0), self.efer())
+
+    def translate(self, linear: int, write: bool = False) -> int:
+        uc = self.uc
+        return translate(linear, uc.reg_read(r.UC_X86_REG_CR0), uc.reg_read(r.UC_X86_REG_CR3),
+                         uc.reg_read(r.UC_X86_REG_CR4), self.efer(),
+                         self.view.read_u64, write=write)
+
+    def read_linear(self, address: int, size: int, write: bool = False) -> bytes:
+        out = b""
+        while size > 0:
+            step = min(size, 0x1000 - (address & 0xFFF))
+            out += self.view.read(self.translate(address, write), step)
+            address, size = address + step, size - step
+        return out
+
+    def write_linear(self, address: int, data: bytes) -> None:
+        while data:
+            step = min(len(data), 0x1000 - (address & 0xFFF))
+            self.view.write(self.translate(address, write=True), data[:step])
+            address, data = address + step, data[step:]
+
+    def registers(self) -> dict[str, int]:
+        values = dict(zip(_REGISTER_NAMES, self.uc.reg_read_batch(_REGISTER_IDS)))
+        values["efer"] = self.efer()
+        return values
+
+    def disassemble(self, address: int, count: int = 1) -> str:
+        mode = self.mode()
+        if mode is Mode.LONG and self.uc.reg_read(r.UC_X86_REG_CS) and not self._cs_is_64bit():
+            mode = Mode.PROTECTED
+        cs_mode = {Mode.REAL: capstone.CS_MODE_16, Mode.PROTECTED: capstone.CS_MODE_32, Mode.LONG: capstone.CS_MODE_64}[mode]
+        disassembler = capstone.Cs(capstone.CS_ARCH_X86, cs_mode)
+        code = self.read_linear(address, 15 * count)
+        lines = [f"{i.mnemonic} {i.op_str}".strip() for i in disassembler.disasm(code, address, count)]
+        return "; ".join(lines) if lines else "<invalid>"
+
+    def _cs_is_64bit(self) -> bool:
+        try:
+            _, gdt_base, gdt_limit, _ = self.uc.reg_read(r.UC_X86_REG_GDTR)
+            selector = self.uc.reg_read(r.UC_X86_REG_CS) & ~7
+            if selector + 7 > gdt_limit:
+                return True
+            descriptor = int.from_bytes(self.read_linear(gdt_base + selector, 8), "little")
+            return bool(descriptor & (1 << 53))
+        except Exception:  # noqa: BLE001
+            return True
+
+    def _event(self, kind: str, fields: dict) -> None:
+        if self.on_event is not None:
+            self.on_event(self, kind, fields)
+
+
+__all__ = ["BOOT_GDT", "Core", "CoreState", "GENERAL_REGISTERS", "Platform"]

@@ -1,0 +1,109 @@
+"""Guest-physical memory: host-backed banks and per-core views of them.
+
+All cores share one host buffer (an anonymous mmap, touched lazily), but each
+core maps its own *view*: a list of guest-physical ranges, each backed by a
+slice of some bank.  Two views may map the same guest-physical address to
+different host memory (a private low MiB) or leave a range unmapped; a later
+layer builds partitioned views this way, as nested paging would.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+from dataclasses import dataclass
+
+from osvemu.errors import ConfigError, GuestFault
+
+
+class MemoryBank:
+    """One host buffer of guest memory (machine-physical memory)."""
+
+    def __init__(self, size: int, name: str) -> None:
+        if size <= 0 or size % mmap.PAGESIZE:
+            raise ConfigError(f"memory bank {name!r} size {size:#x} is not a positive multiple of the page size")
+        self.name = name
+        self.size = size
+        try:
+            self._map = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_NORESERVE", 0))
+        except (OSError, OverflowError) as error:
+            raise ConfigError(f"cannot allocate {size:#x} bytes of guest memory: {error}") from None
+        self.view = memoryview(self._map)
+        self.address = ctypes.addressof(ctypes.c_char.from_buffer(self._map))
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """Guest-physical [gpa, gpa+size) backed by ``bank`` from ``offset``."""
+
+    gpa: int
+    size: int
+    bank: MemoryBank
+    offset: int
+
+    @property
+    def end(self) -> int:
+        return self.gpa + self.size
+
+    @property
+    def host_address(self) -> int:
+        return self.bank.address + self.offset
+
+
+class MemoryView:
+    """The guest-physical address space one core sees."""
+
+    def __init__(self, mappings: list[Mapping]) -> None:
+        ordered = sorted(mappings, key=lambda m: m.gpa)
+        for left, right in zip(ordered, ordered[1:]):
+            if left.end > right.gpa:
+                raise ConfigError(f"memory view ranges overlap at {right.gpa:#x}")
+        for m in ordered:
+            if m.gpa % mmap.PAGESIZE or m.size % mmap.PAGESIZE or m.offset + m.size > m.bank.size:
+                raise ConfigError(f"memory mapping at {m.gpa:#x} is not page aligned or exceeds its bank")
+        self.mappings = tuple(ordered)
+
+    def _locate(self, gpa: int) -> Mapping | None:
+        for m in self.mappings:
+            if m.gpa <= gpa < m.end:
+                return m
+        return None
+
+    def contains(self, gpa: int, size: int = 1) -> bool:
+        """True when [gpa, gpa+size) is mapped (possibly across adjacent mappings)."""
+        while size > 0:
+            m = self._locate(gpa)
+            if m is None:
+                return False
+            step = min(size, m.end - gpa)
+            gpa, size = gpa + step, size - step
+        return True
+
+    def read(self, gpa: int, size: int) -> bytes:
+        out = bytearray()
+        while size > 0:
+            m = self._locate(gpa)
+            if m is None:
+                raise GuestFault(f"read of unmapped guest-physical address {gpa:#x}")
+            step = min(size, m.end - gpa)
+            start = m.offset + gpa - m.gpa
+            out += m.bank.view[start:start + step]
+            gpa, size = gpa + step, size - step
+        return bytes(out)
+
+    def write(self, gpa: int, data: bytes) -> None:
+        data = memoryview(bytes(data))
+        while data:
+            m = self._locate(gpa)
+            if m is None:
+                raise GuestFault(f"write of unmapped guest-physical address {gpa:#x}")
+            step = min(len(data), m.end - gpa)
+            start = m.offset + gpa - m.gpa
+            m.bank.view[start:start + step] = data[:step]
+            gpa, data = gpa + step, data[step:]
+
+    def read_u32(self, gpa: int) -> int:
+        return int.from_bytes(self.read(gpa, 4), "little")
+
+    def read_u64(self, gpa: int) -> int:
+        return int.from_bytes(self.read(gpa, 8), "little")

@@ -1,0 +1,160 @@
+"""CPU state that Unicorn 2.1 keeps but its API does not expose.
+
+osvemu needs three pieces of QEMU's internal x86 state that Unicorn's public
+API leaves out (see ../shared/REFERENCE.md, "Unicorn 2.1.4"):
+
+* ``uc_struct.emu_counter``: how many instructions a counted ``emu_start``
+  really retired.  A slice that ends early (HLT, exit port, fault) would
+  otherwise have an unknown length, and per-core instruction counts -- the
+  basis of virtual time -- would not be exact.
+* ``CPUX86State.error_code``: the error code QEMU computed for the exception
+  it is raising (Intel SDM Vol. 3A 6.13).  UC_HOOK_INTR passes only the vector.
+* ``CPUX86State.old_exception``: QEMU's record of the exception being
+  delivered, used to escalate a second contributory fault to #DF (SDM Vol. 3A
+  6.15, Table 6-5).  QEMU clears it once delivery succeeds, but Unicorn hands
+  delivery to the hook and never clears it, so without a reset every second
+  #GP/#DE/#PF of a run would arrive as a double fault.
+
+The offsets are not hard-coded: :func:`locate` finds them once per process by
+running small probes whose outcome is known, and fails loudly if the installed
+Unicorn does not behave as expected.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+from dataclasses import dataclass
+from functools import cache
+
+from unicorn import UC_ARCH_X86, UC_HOOK_INTR, UC_MODE_64, Uc, UcError
+from unicorn.x86_const import UC_X86_REG_GDTR, UC_X86_REG_RAX, UC_X86_REG_RBX, UC_X86_REG_RIP
+
+from osvemu.errors import EmulatorError
+
+_I32 = struct.Struct("<i")
+_U64 = struct.Struct("<Q")
+_PROBE_BASE = 0x1000
+_PROBE_COUNT = 0x7654321  # an unlikely value to find beside the counter
+_PROBE_SELECTOR = 0x1238  # a GDT selector beyond the probe GDT's limit
+
+
+@dataclass(frozen=True)
+class UnicornInternals:
+    counter_offset: int  # of uc_struct.emu_counter, from the handle
+    error_code_offset: int  # of CPUX86State.error_code, in a saved context
+    old_exception_offset: int  # of CPUX86State.old_exception, in a saved context
+
+
+def _probe_instance(code: bytes) -> Uc:
+    uc = Uc(UC_ARCH_X86, UC_MODE_64)
+    uc.ctl_set_tcg_buffer_size(4 << 20)
+    uc.mem_map(0, 0x10000)
+    uc.mem_write(_PROBE_BASE, code)
+    return uc
+
+
+def _locate_counter() -> int:
+    # mov ecx, 3; dec ecx; jnz -4; hlt  -> 1 + 3*2 + 1 = 8 instructions retired
+    uc = _probe_instance(bytes.fromhex("b903000000" "ffc9" "75fc" "f4"))
+    uc.emu_start(_PROBE_BASE, 0xFFFF, count=_PROBE_COUNT)
+    raw = ctypes.string_at(uc._uch.value, 0x4000)
+    for offset in range(0, len(raw) - 16, 8):
+        if _U64.unpack_from(raw, offset + 8)[0] == _PROBE_COUNT and _U64.unpack_from(raw, offset)[0] == 8:
+            return offset
+    raise EmulatorError("cannot locate Unicorn's instruction counter: unsupported Unicorn version")
+
+
+def _context_bytes(uc: Uc) -> bytes:
+    return bytes(uc.context_save())
+
+
+def _locate_cpu_fields() -> tuple[int, int]:
+    # div rbx (rbx = 0) raises #DE, which sets old_exception 0; then
+    # mov ds, ax with a selector past the GDT limit raises #GP(selector).
+    uc = _probe_instance(bytes.fromhex("48f7f3" "8ed8" "f4"))
+    uc.reg_write(UC_X86_REG_GDTR, (0, 0x8000, 0xF, 0))
+    uc.reg_write(UC_X86_REG_RBX, 0)
+    uc.reg_write(UC_X86_REG_RAX, _PROBE_SELECTOR)
+    snapshots: list[bytes] = [_context_bytes(uc)]
+    vectors: list[int] = []
+
+    def on_interrupt(uc: Uc, vector: int, _data: object) -> None:
+        vectors.append(vector)
+        snapshots.append(_context_bytes(uc))
+        uc.reg_write(UC_X86_REG_RIP, _PROBE_BASE + 3 if len(vectors) == 1 else _PROBE_BASE + 5)
+        uc.emu_stop()
+
+    uc.hook_add(UC_HOOK_INTR, on_interrupt)
+    uc.emu_start(_PROBE_BASE, 0xFFFF, count=10)
+    uc.emu_start(_PROBE_BASE + 3, 0xFFFF, count=10)
+    if vectors != [0, 8]:
+        raise EmulatorError(f"Unicorn probe raised vectors {vectors}, expected [0, 8]: unsupported Unicorn version")
+    before, after_de = snapshots[0], snapshots[1]
+    old = [o for o in range(0, len(before) - 4, 4)
+           if _I32.unpack_from(before, o)[0] == -1 and _I32.unpack_from(after_de, o)[0] == 0]
+    # The second fault escalated to #DF (error code 0) precisely because
+    # old_exception was left set; repeat it with old_exception cleared.
+    if len(old) != 1:
+        raise EmulatorError("cannot locate Unicorn's pending-exception field: unsupported Unicorn version")
+    internals = UnicornInternals(0, 0, old[0])
+    uc2 = _probe_instance(bytes.fromhex("8ed8" "f4"))
+    uc2.reg_write(UC_X86_REG_GDTR, (0, 0x8000, 0xF, 0))
+    uc2.reg_write(UC_X86_REG_RAX, _PROBE_SELECTOR)
+    base = _context_bytes(uc2)
+    seen: list[bytes] = []
+
+    def on_gp(uc: Uc, vector: int, _data: object) -> None:
+        seen.append(_context_bytes(uc))
+        uc.emu_stop()
+
+    uc2.hook_add(UC_HOOK_INTR, on_gp)
+    try:
+        uc2.emu_start(_PROBE_BASE, 0xFFFF, count=5)
+    except UcError:
+        pass
+    err = [o for o in range(0, len(base) - 4, 4)
+           if seen and _I32.unpack_from(seen[0], o)[0] == _PROBE_SELECTOR and _I32.unpack_from(base, o)[0] == 0]
+    if not err:
+        raise EmulatorError("cannot locate Unicorn's exception error code: unsupported Unicorn version")
+    return err[0], internals.old_exception_offset
+
+
+@cache
+def locate() -> UnicornInternals:
+    """Find the offsets once per process (a few milliseconds)."""
+    error_code, old_exception = _locate_cpu_fields()
+    return UnicornInternals(_locate_counter(), error_code, old_exception)
+
+
+class CoreInternals:
+    """Accessors for one Unicorn instance's hidden state."""
+
+    def __init__(self, uc: Uc) -> None:
+        self._internals = locate()
+        self._counter = ctypes.c_uint64.from_address(uc._uch.value + self._internals.counter_offset)
+        self._uc = uc
+        self._context = uc.context_save()
+
+    def retired(self, count: int) -> int:
+        """Instructions retired by the last ``emu_start(count=count)``.
+
+        Unicorn increments the counter before each instruction and stops once
+        it exceeds ``count``, so a slice that ran out reads ``count + 1``.
+        """
+        return min(self._counter.value, count)
+
+    def retired_so_far(self) -> int:
+        """Instructions retired in the current slice, read from inside a hook
+        (the instruction being executed is included)."""
+        return self._counter.value
+
+    def take_exception_error_code(self) -> int:
+        """Read the error code of the exception being raised and clear QEMU's
+        pending-exception record (see module docstring)."""
+        self._uc.context_update(self._context)
+        address = ctypes.cast(self._context.context, ctypes.c_void_p).value
+        error_code = ctypes.c_int32.from_address(address + self._internals.error_code_offset).value
+        ctypes.c_int32.from_address(address + self._internals.old_exception_offset).value = -1
+        self._uc.context_restore(self._context)
+        return error_code & 0xFFFFFFFF

@@ -1,0 +1,72 @@
+"""CPUID of an AMD Family 10h Opteron (AMD CPUID Specification #25481;
+BKDG for Family 10h Processors #31116, section 3.18).
+
+The values describe an 8-core "Magny-Cours" Opteron 6100 part so that the
+topology a guest derives from CPUID (cores per package, initial APIC ID,
+ApicIdCoreIdSize) agrees with the ACPI and MP tables.
+"""
+
+from __future__ import annotations
+
+from osvemu.platform.topology import Cpu, Topology
+
+VENDOR = b"AuthenticAMD"
+#: Family 10h (base 0xF + extended 0x1), model 9, stepping 1.
+CPU_SIGNATURE = 0x00100F91
+BRAND = b"AMD Opteron(tm) Processor 6136"
+MAX_STANDARD_LEAF = 0x5
+MAX_EXTENDED_LEAF = 0x8000001A
+
+# Fn0000_0001_EDX: FPU VME DE PSE TSC MSR PAE MCE CX8 APIC SEP MTRR PGE MCA CMOV
+# PAT PSE36 CLFSH MMX FXSR SSE SSE2 HTT.
+LEAF1_EDX = 0x178BFBFF
+LEAF1_EDX_APIC = 1 << 9
+LEAF1_EDX_HTT = 1 << 28
+# Fn0000_0001_ECX: SSE3, MONITOR, CMPXCHG16B, POPCNT.  No x2APIC (bit 21) and no
+# hypervisor bit: guests must use the xAPIC page (REFERENCE.md).
+LEAF1_ECX = (1 << 0) | (1 << 3) | (1 << 13) | (1 << 23)
+# Fn8000_0001_ECX: LahfSahf, CmpLegacy, AltMovCr8, ABM, SSE4A, 3DNowPrefetch.
+EXT1_ECX = (1 << 0) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 8)
+EXT1_ECX_CMP_LEGACY = 1 << 1
+# Fn8000_0001_EDX: the Fn0000_0001_EDX subset AMD mirrors, SYSCALL, NX, MmxExt,
+# FFXSR, LM, 3DNowExt, 3DNow.
+EXT1_EDX = (LEAF1_EDX & 0x0183F3FF) | (1 << 11) | (1 << 20) | (1 << 22) | (1 << 25) | (1 << 29) | (1 << 30) | (1 << 31)
+
+
+def _words(data: bytes) -> tuple[int, ...]:
+    data = data.ljust(((len(data) + 3) // 4) * 4, b"\0")
+    return tuple(int.from_bytes(data[i:i + 4], "little") for i in range(0, len(data), 4))
+
+
+def cpuid(topology: Topology, cpu: Cpu, leaf: int, subleaf: int, apic_enabled: bool = True) -> tuple[int, int, int, int]:
+    """(EAX, EBX, ECX, EDX) for ``leaf`` on ``cpu``; unknown leaves read as 0."""
+    leaf &= 0xFFFFFFFF
+    vendor = _words(VENDOR)
+    cores = topology.cores_per_socket
+    if leaf == 0:
+        return MAX_STANDARD_LEAF, vendor[0], vendor[2], vendor[1]
+    if leaf == 1:
+        ebx = (8 << 8) | (min(cores, 255) << 16) | (cpu.apic_id << 24)  # CLFLUSH 64 bytes
+        edx = LEAF1_EDX if apic_enabled else LEAF1_EDX & ~LEAF1_EDX_APIC
+        if cores == 1:
+            edx &= ~LEAF1_EDX_HTT
+        return CPU_SIGNATURE, ebx, LEAF1_ECX, edx
+    if leaf == 5:  # MONITOR/MWAIT line sizes
+        return 64, 64, 3, 0
+    if leaf == 0x80000000:
+        return MAX_EXTENDED_LEAF, vendor[0], vendor[2], vendor[1]
+    if leaf == 0x80000001:
+        ecx = EXT1_ECX | (EXT1_ECX_CMP_LEGACY if cores > 1 else 0)
+        return CPU_SIGNATURE, 0, ecx, EXT1_EDX
+    if 0x80000002 <= leaf <= 0x80000004:
+        words = _words(BRAND.ljust(48, b"\0"))
+        i = (leaf - 0x80000002) * 4
+        return words[i], words[i + 1], words[i + 2], words[i + 3]
+    if leaf == 0x80000005:  # L1 TLBs and caches: 64 KiB 2-way, 64-byte lines
+        return 0xFF30FF10, 0xFF30FF20, 0x40020140, 0x40020140
+    if leaf == 0x80000006:  # L2 512 KiB 16-way, L3 6 MiB
+        return 0x20800000, 0x42004200, 0x02008140, 0x0030B140
+    if leaf == 0x80000008:
+        # 48-bit physical and linear addresses; NC = cores - 1; ApicIdCoreIdSize.
+        return 0x3030, 0, (cores - 1) | (topology.core_id_bits << 12), 0
+    return 0, 0, 0, 0

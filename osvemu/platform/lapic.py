@@ -1,0 +1,253 @@
+"""The xAPIC local APIC of one core (Intel SDM Vol. 3A chapter 10; AMD APM
+Vol. 2 chapter 16).
+
+This is the register file and its behaviour; it knows nothing of Unicorn.
+ICR writes become :class:`Icr` messages handed to ``send_ipi``; the machine
+routes them.  Time comes from ``clock`` (nanoseconds of virtual time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from osvemu.platform import clock as vclock
+from osvemu.platform.icr import ICR_DELIVERY_STATUS, ApicState, Icr
+
+# Register offsets in the 4 KiB xAPIC page (SDM Vol. 3A Table 10-1).
+APIC_ID = 0x20
+APIC_VERSION = 0x30
+APIC_TPR = 0x80
+APIC_APR = 0x90
+APIC_PPR = 0xA0
+APIC_EOI = 0xB0
+APIC_RRD = 0xC0
+APIC_LDR = 0xD0
+APIC_DFR = 0xE0
+APIC_SVR = 0xF0
+APIC_ISR = 0x100
+APIC_TMR = 0x180
+APIC_IRR = 0x200
+APIC_ESR = 0x280
+APIC_LVT_CMCI = 0x2F0
+APIC_ICR_LOW = 0x300
+APIC_ICR_HIGH = 0x310
+APIC_LVT_TIMER = 0x320
+APIC_LVT_THERMAL = 0x330
+APIC_LVT_PERF = 0x340
+APIC_LVT_LINT0 = 0x350
+APIC_LVT_LINT1 = 0x360
+APIC_LVT_ERROR = 0x370
+APIC_TIMER_INITIAL = 0x380
+APIC_TIMER_CURRENT = 0x390
+APIC_TIMER_DIVIDE = 0x3E0
+
+#: Version 0x10 (integrated APIC), six LVT entries (max LVT index 5).
+APIC_VERSION_VALUE = 0x00050010
+SVR_ENABLE = 1 << 8
+LVT_MASKED = 1 << 16
+LVT_TIMER_PERIODIC = 1 << 17
+LVT_DELIVERY_MODE_SHIFT = 8
+# ESR bits (SDM Vol. 3A 10.5.3).
+ESR_SEND_ILLEGAL_VECTOR = 1 << 5
+ESR_RECEIVE_ILLEGAL_VECTOR = 1 << 6
+ESR_ILLEGAL_REGISTER = 1 << 7
+
+_LVT_OFFSETS = (APIC_LVT_TIMER, APIC_LVT_THERMAL, APIC_LVT_PERF, APIC_LVT_LINT0, APIC_LVT_LINT1, APIC_LVT_ERROR)
+#: Writable bits of each LVT entry (SDM Vol. 3A Figure 10-8).
+_LVT_WRITABLE = {
+    APIC_LVT_TIMER: 0x000300FF, APIC_LVT_THERMAL: 0x000107FF, APIC_LVT_PERF: 0x000107FF,
+    APIC_LVT_LINT0: 0x0001A7FF, APIC_LVT_LINT1: 0x0001A7FF, APIC_LVT_ERROR: 0x000100FF,
+}
+
+
+def _priority_class(vector: int) -> int:
+    return vector >> 4
+
+
+class LocalApic:
+    def __init__(self, apic_id: int, send_ipi: Callable[[LocalApic, Icr], None], clock: Callable[[], int]) -> None:
+        self.apic_id = apic_id
+        self._send_ipi = send_ipi
+        self._clock = clock
+        self.reset()
+
+    # --- state ---
+    def reset(self) -> None:
+        """Power-up / INIT state (SDM Vol. 3A 10.4.7.1); the APIC ID is kept."""
+        self.tpr = 0
+        self.ldr = 0
+        self.dfr = 0xFFFFFFFF
+        self.svr = 0xFF
+        self.irr = 0  # 256-bit sets as Python ints
+        self.isr = 0
+        self.tmr = 0
+        self.esr = 0
+        self._esr_pending = 0
+        self.icr_low = 0
+        self.icr_high = 0
+        self.lvt = {offset: LVT_MASKED for offset in _LVT_OFFSETS}
+        self.timer_initial = 0
+        self.timer_divide = 0
+        self._timer_start = 0  # ns
+        self.timer_deadline: int | None = None  # ns of the next expiry
+        self.timer_fires = 0
+
+    @property
+    def software_enabled(self) -> bool:
+        return bool(self.svr & SVR_ENABLE)
+
+    @property
+    def ppr(self) -> int:
+        """Processor priority (SDM Vol. 3A 10.8.3.1)."""
+        isrv = self.isr.bit_length() - 1 if self.isr else 0
+        if _priority_class(self.tpr) >= _priority_class(isrv):
+            return self.tpr & 0xFF
+        return isrv & 0xF0
+
+    def destination_state(self) -> ApicState:
+        return ApicState(self.apic_id, self.ldr, self.dfr, self.ppr)
+
+    # --- interrupt acceptance and delivery to the core ---
+    def accept_fixed(self, vector: int, level_triggered: bool = False) -> None:
+        """A fixed or lowest-priority interrupt arrives (SDM Vol. 3A 10.8.4)."""
+        if vector < 16:
+            self._error(ESR_RECEIVE_ILLEGAL_VECTOR)
+            return
+        self.irr |= 1 << vector
+        if level_triggered:
+            self.tmr |= 1 << vector
+        else:
+            self.tmr &= ~(1 << vector)
+
+    def pending_vector(self) -> int | None:
+        """The vector the core should take now, if any (SDM Vol. 3A 10.8.3)."""
+        if not self.irr or not self.software_enabled:
+            return None
+        vector = self.irr.bit_length() - 1
+        if _priority_class(vector) <= _priority_class(self.ppr):
+            return None
+        return vector
+
+    def acknowledge(self, vector: int) -> None:
+        """The core takes ``vector``: move it from IRR to ISR."""
+        self.irr &= ~(1 << vector)
+        self.isr |= 1 << vector
+
+    def eoi(self) -> None:
+        if self.isr:
+            self.isr &= ~(1 << (self.isr.bit_length() - 1))
+
+    def _error(self, bit: int) -> None:
+        self._esr_pending |= bit
+        lvt = self.lvt[APIC_LVT_ERROR]
+        if not lvt & LVT_MASKED and self.software_enabled:
+            self.accept_fixed(lvt & 0xFF)
+
+    # --- timer (SDM Vol. 3A 10.5.4) ---
+    @property
+    def divisor(self) -> int:
+        code = ((self.timer_divide >> 1) & 4) | (self.timer_divide & 3)
+        return 1 if code == 7 else 2 << code
+
+    def _period_ns(self) -> int:
+        return vclock.ns_for_bus_ticks(self.timer_initial * self.divisor)
+
+    def _arm_timer(self) -> None:
+        self._timer_start = self._clock()
+        self.timer_deadline = self._timer_start + self._period_ns() if self.timer_initial else None
+
+    def timer_current(self) -> int:
+        if self.timer_deadline is None:
+            return 0
+        elapsed_ticks = vclock.bus_ticks_at(self._clock() - self._timer_start) // self.divisor
+        if self.lvt[APIC_LVT_TIMER] & LVT_TIMER_PERIODIC:
+            return self.timer_initial - elapsed_ticks % self.timer_initial
+        return max(0, self.timer_initial - elapsed_ticks)
+
+    def advance_timer(self, now: int) -> int:
+        """Fire the timer for every expiry up to ``now``; return how many."""
+        fired = 0
+        while self.timer_deadline is not None and self.timer_deadline <= now:
+            lvt = self.lvt[APIC_LVT_TIMER]
+            if not lvt & LVT_MASKED:
+                self.accept_fixed(lvt & 0xFF)
+            fired += 1
+            self.timer_fires += 1
+            if lvt & LVT_TIMER_PERIODIC and self.timer_initial:
+                self._timer_start = self.timer_deadline
+                self.timer_deadline += self._period_ns()
+            else:
+                self.timer_deadline = None
+        return fired
+
+    # --- MMIO register file ---
+    def read(self, offset: int) -> int:
+        offset &= 0xFF0
+        if APIC_ISR <= offset < APIC_ISR + 0x80:
+            return (self.isr >> (32 * ((offset - APIC_ISR) >> 4))) & 0xFFFFFFFF
+        if APIC_TMR <= offset < APIC_TMR + 0x80:
+            return (self.tmr >> (32 * ((offset - APIC_TMR) >> 4))) & 0xFFFFFFFF
+        if APIC_IRR <= offset < APIC_IRR + 0x80:
+            return (self.irr >> (32 * ((offset - APIC_IRR) >> 4))) & 0xFFFFFFFF
+        if offset in self.lvt:
+            return self.lvt[offset]
+        simple = {
+            APIC_ID: lambda: self.apic_id << 24,
+            APIC_VERSION: lambda: APIC_VERSION_VALUE,
+            APIC_TPR: lambda: self.tpr,
+            APIC_APR: lambda: 0,
+            APIC_PPR: lambda: self.ppr,
+            APIC_LDR: lambda: self.ldr,
+            APIC_DFR: lambda: self.dfr,
+            APIC_SVR: lambda: self.svr,
+            APIC_ESR: lambda: self.esr,
+            APIC_ICR_LOW: lambda: self.icr_low & ~ICR_DELIVERY_STATUS,
+            APIC_ICR_HIGH: lambda: self.icr_high,
+            APIC_TIMER_INITIAL: lambda: self.timer_initial,
+            APIC_TIMER_CURRENT: self.timer_current,
+            APIC_TIMER_DIVIDE: lambda: self.timer_divide,
+        }
+        getter = simple.get(offset)
+        return getter() if getter else 0
+
+    def write(self, offset: int, value: int) -> None:
+        offset &= 0xFF0
+        value &= 0xFFFFFFFF
+        if offset == APIC_TPR:
+            self.tpr = value & 0xFF
+        elif offset == APIC_EOI:
+            self.eoi()
+        elif offset == APIC_LDR:
+            self.ldr = value & 0xFF000000
+        elif offset == APIC_DFR:
+            self.dfr = (value & 0xF0000000) | 0x0FFFFFFF
+        elif offset == APIC_SVR:
+            self.svr = value & 0x3FF
+            if not self.software_enabled:  # SDM 10.4.7.2: disabling masks every LVT entry
+                for lvt in self.lvt:
+                    self.lvt[lvt] |= LVT_MASKED
+        elif offset == APIC_ESR:
+            self.esr, self._esr_pending = self._esr_pending, 0
+        elif offset == APIC_ICR_HIGH:
+            self.icr_high = value & 0xFF000000
+        elif offset == APIC_ICR_LOW:
+            self.icr_low = value & 0x000CDFFF
+            self._send_ipi(self, Icr.decode(self.icr_low, self.icr_high))
+        elif offset in self.lvt:
+            if not self.software_enabled:
+                value |= LVT_MASKED
+            self.lvt[offset] = value & _LVT_WRITABLE[offset]
+        elif offset == APIC_TIMER_INITIAL:
+            self.timer_initial = value
+            self._arm_timer()
+        elif offset == APIC_TIMER_DIVIDE:
+            self.timer_divide = value & 0xB
+        elif offset in (APIC_ID, APIC_VERSION, APIC_PPR, APIC_APR, APIC_RRD, APIC_TIMER_CURRENT) or (
+            APIC_ISR <= offset < APIC_IRR + 0x80
+        ):
+            pass  # read-only registers ignore writes
+        else:
+            self._error(ESR_ILLEGAL_REGISTER)
+
+    def report_send_illegal_vector(self) -> None:
+        self._error(ESR_SEND_ILLEGAL_VECTOR)

@@ -1,0 +1,92 @@
+"""Guest-physical memory layout of the modeled PC/Opteron platform.
+
+The layout follows the convention PVH guests expect from QEMU's ``pc``
+machine: RAM below 640 KiB, the EBDA and BIOS areas reserved, RAM again
+from 1 MiB, the IOAPIC and local APIC pages reserved, and RAM above the
+32-bit PCI hole moved to 4 GiB.  Firmware tables live in the BIOS area
+where the ACPI and MP specifications tell an OS to search.
+"""
+
+from __future__ import annotations
+
+KiB = 1 << 10
+MiB = 1 << 20
+GiB = 1 << 30
+PAGE_SIZE = 4 * KiB
+
+# --- Low memory (IBM PC convention; MP spec 1.4 section 4 search areas) ---
+BDA_BASE = 0x400
+#: BIOS data area word holding the EBDA segment (MP spec 1.4 4.0 a).
+BDA_EBDA_SEGMENT = 0x40E
+#: BIOS data area word holding the base memory size in KiB (MP spec 1.4 4.0 b).
+BDA_BASE_MEMORY_KIB = 0x413
+
+#: Page holding the PVH start info, memory map and command line.  Reserved in
+#: the memory map so the guest's allocator leaves it alone.
+BOOT_INFO_BASE = 0x9E000
+BOOT_INFO_SIZE = 0x1C00
+#: Extended BIOS data area: the last KiB of conventional memory.
+EBDA_BASE = 0x9FC00
+EBDA_SIZE = 1 * KiB
+CONVENTIONAL_END = 0xA0000  # 640 KiB
+
+#: Legacy VGA and option ROM window (not RAM, not reported usable).
+VGA_BASE = 0xA0000
+#: ACPI tables (typed "ACPI" in the memory map; ACPI 6.4 15.1).
+ACPI_TABLES_BASE = 0xE0000
+ACPI_TABLES_SIZE = 64 * KiB
+#: System BIOS area: RSDP (ACPI 6.4 5.2.5.1 searches 0xE0000-0xFFFFF) and the
+#: MP floating pointer and configuration table (MP spec 1.4 4.0 c).
+BIOS_BASE = 0xF0000
+BIOS_SIZE = 64 * KiB
+RSDP_ADDRESS = 0xF0000
+MP_FLOATING_POINTER_ADDRESS = 0xF0040
+MP_CONFIG_TABLE_ADDRESS = 0xF0100
+LOW_MEMORY_END = 1 * MiB
+
+# --- The 32-bit hole (Intel SDM Vol. 3A 10.4.1; 82093AA IOAPIC datasheet) ---
+IOAPIC_BASE = 0xFEC00000
+LAPIC_BASE = 0xFEE00000
+#: QEMU's pc machine keeps RAM below 3 GiB when the guest has more than that.
+LOWMEM_LIMIT = 3 * GiB
+HIGHMEM_BASE = 4 * GiB
+
+# --- I/O ports ---
+COM1_PORT = 0x3F8
+#: QEMU's isa-debug-exit as configured with iobase=0xf4,iosize=0x04.
+EXIT_PORT = 0xF4
+EXIT_PORT_SIZE = 4
+
+#: Smallest machine: enough for the low 1 MiB plus some RAM above it.
+MIN_MEMORY = 2 * MiB
+
+
+def ram_ranges(memory_size: int) -> list[tuple[int, int]]:
+    """Guest-physical RAM as (base, size) pairs, holes excluded.
+
+    The first MiB counts toward ``memory_size`` as on QEMU's pc machine
+    (``-m 512M`` gives RAM to 640 KiB and from 1 MiB to 512 MiB).
+    """
+    low = min(memory_size, LOWMEM_LIMIT)
+    ranges = [(0, CONVENTIONAL_END), (LOW_MEMORY_END, low - LOW_MEMORY_END)]
+    if memory_size > LOWMEM_LIMIT:
+        ranges.append((HIGHMEM_BASE, memory_size - LOWMEM_LIMIT))
+    return ranges
+
+
+def backed_ranges(memory_size: int) -> list[tuple[int, int]]:
+    """Ranges that are host-backed memory: the whole first MiB (so the BIOS
+    area and tables are real memory) and the RAM above it."""
+    low = min(memory_size, LOWMEM_LIMIT)
+    ranges = [(0, low)]
+    if memory_size > LOWMEM_LIMIT:
+        ranges.append((HIGHMEM_BASE, memory_size - LOWMEM_LIMIT))
+    return ranges
+
+#: The flat GDT and 32-bit TSS the PVH entry state refers to (Xen
+#: docs/misc/pvh.pandoc: flat 4 GiB code and data segments, a 32-bit TSS).
+BOOT_GDT_ADDRESS = 0xFF000
+BOOT_TSS_ADDRESS = 0xFF080
+BOOT_CODE_SELECTOR = 0x08
+BOOT_DATA_SELECTOR = 0x10
+BOOT_TSS_SELECTOR = 0x18

@@ -1,0 +1,170 @@
+"""The bare Opteron machine: memory, cores, local APICs, COM1, the exit port
+and the firmware tables, wired together.  One guest image owns the machine.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from osvemu.cpu.core import Core, CoreState
+from osvemu.cpu.memory import Mapping, MemoryBank, MemoryView
+from osvemu.cpu.templates import BOOT_GDT, BOOT_TSS
+from osvemu.errors import ImageError
+from osvemu.image import KernelImage, check_placement, executable_ranges
+from osvemu.platform import layout
+from osvemu.platform.apicbus import ApicBus
+from osvemu.platform.cpuid import cpuid
+from osvemu.platform.firmware import FirmwareView, build_firmware
+from osvemu.platform.lapic import LocalApic
+from osvemu.platform.topology import Topology
+from osvemu.platform.uart import UART_REGISTER_COUNT, Console, Uart16550
+
+#: Byte sequences of the instructions Unicorn cannot hook by kind: RDMSR,
+#: WRMSR and RDTSC (Intel SDM Vol. 2).
+INTERCEPTED_OPCODES = (b"\x0f\x32", b"\x0f\x30", b"\x0f\x31")
+
+#: Firmware areas no image segment may overlap.
+FIRMWARE_AREAS = (
+    (layout.BOOT_INFO_BASE, layout.CONVENTIONAL_END - layout.BOOT_INFO_BASE, "boot info and EBDA"),
+    (layout.ACPI_TABLES_BASE, layout.ACPI_TABLES_SIZE, "ACPI tables"),
+    (layout.BIOS_BASE, layout.BIOS_SIZE, "BIOS area (RSDP, MP tables, boot GDT)"),
+)
+
+
+@dataclass
+class ExitRequest:
+    status: int
+    core: int
+
+
+@dataclass
+class MachineConfig:
+    topology: Topology = field(default_factory=Topology)
+    cmdline: str = ""
+    console: Callable[[str], None] | None = None  # receives each console line
+
+
+class Machine:
+    def __init__(self, config: MachineConfig) -> None:
+        self.config = config
+        self.topology = config.topology
+        self.bank = MemoryBank(self._backing_size(), "ram")
+        self.view = MemoryView(self._native_mappings())
+        self.console = Console(config.console or _print_line)
+        self.uart = Uart16550(self.console)
+        self.exit: ExitRequest | None = None
+        self.image: KernelImage | None = None
+        self.bus = ApicBus()
+        self.cores: list[Core] = []
+        for cpu in self.topology.cpus:
+            core = Core(cpu.index, cpu.apic_id, self.view, layout.LAPIC_BASE, self)
+            core.lapic = LocalApic(cpu.apic_id, self._send_ipi, core.now_ns)
+            self.bus.attach(core)
+            self.cores.append(core)
+
+    # ------------------------------------------------------------ memory
+    def _backing_size(self) -> int:
+        return sum(size for _, size in layout.backed_ranges(self.topology.memory_size))
+
+    def _native_mappings(self) -> list[Mapping]:
+        mappings, offset = [], 0
+        for base, size in layout.backed_ranges(self.topology.memory_size):
+            mappings.append(Mapping(base, size, self.bank, offset))
+            offset += size
+        return mappings
+
+    # ------------------------------------------------------------ boot
+    def install_firmware(self) -> int:
+        """Write the tables and boot data; return the PVH start info address."""
+        firmware = build_firmware(FirmwareView.whole_machine(self.topology), self.config.cmdline)
+        for address, data in firmware.writes:
+            self.view.write(address, data)
+        self.view.write(layout.BOOT_GDT_ADDRESS, BOOT_GDT)
+        self.view.write(layout.BOOT_TSS_ADDRESS, BOOT_TSS)
+        self.firmware = firmware
+        return firmware.start_info_address
+
+    def load(self, image: KernelImage) -> None:
+        ram = [(base, size) for base, size in layout.ram_ranges(self.topology.memory_size)]
+        check_placement(image, ram, FIRMWARE_AREAS)
+        for segment in image.segments:
+            self.view.write(segment.paddr, segment.data + bytes(segment.memsz - len(segment.data)))
+        self.image = image
+        self.intercept_special_instructions(executable_ranges(image))
+
+    def intercept_special_instructions(self, ranges: list[tuple[int, int]]) -> None:
+        """Find RDMSR/WRMSR/RDTSC byte sequences in code and hook those
+        addresses on every core (a false positive costs nothing: the hook only
+        runs if an instruction starts there, and re-checks the opcode)."""
+        sites: set[int] = set()
+        for address, size in ranges:
+            try:
+                code = self._read_code(address, size)
+            except Exception:  # noqa: BLE001 - a vaddr alias is not physical memory
+                continue
+            for opcode in INTERCEPTED_OPCODES:
+                start = code.find(opcode)
+                while start >= 0:
+                    sites.add(address + start)
+                    start = code.find(opcode, start + 1)
+        for core in self.cores:
+            core.intercept_instructions_at(sorted(sites))
+
+    def _read_code(self, address: int, size: int) -> bytes:
+        if self.image is not None:
+            for segment in self.image.segments:
+                for base in (segment.vaddr, segment.paddr):
+                    if base <= address and address + size <= base + len(segment.data):
+                        return segment.data[address - base:address - base + size]
+        return self.view.read(address, size)
+
+    def boot(self, image: KernelImage) -> None:
+        start_info = self.install_firmware()
+        self.load(image)
+        self.cores[0].enter_pvh(image.entry32, start_info)
+
+    # ------------------------------------------------------------ Platform protocol for cores
+    def port_in(self, core: Core, port: int, size: int) -> int:
+        if layout.COM1_PORT <= port < layout.COM1_PORT + UART_REGISTER_COUNT:
+            return self.uart.read(port - layout.COM1_PORT)
+        return (1 << (8 * size)) - 1  # nothing decodes the port: the bus floats high
+
+    def port_out(self, core: Core, port: int, size: int, value: int) -> None:
+        if layout.COM1_PORT <= port < layout.COM1_PORT + UART_REGISTER_COUNT:
+            self.uart.write(port - layout.COM1_PORT, value)
+        elif layout.EXIT_PORT <= port < layout.EXIT_PORT + layout.EXIT_PORT_SIZE:
+            self.request_exit(value & 0xFF, core)
+
+    def request_exit(self, status: int, core: Core) -> None:
+        if self.exit is None:
+            self.exit = ExitRequest(status, core.index)
+        core.exit_requested = True
+        core.uc.emu_stop()
+
+    def cpuid(self, core: Core, leaf: int, subleaf: int) -> tuple[int, int, int, int]:
+        from osvemu.cpu.x86 import APIC_BASE_ENABLE
+        cpu = self.topology.cpus[core.index]
+        return cpuid(self.topology, cpu, leaf, subleaf, bool(core.apic_base_msr & APIC_BASE_ENABLE))
+
+    def hypercall(self, core: Core) -> bool:
+        return False  # the bare machine has no monitor: VMMCALL raises #UD
+
+    def symbolize(self, address: int) -> str | None:
+        return self.image.symbols.lookup(address) if self.image else None
+
+    def _send_ipi(self, sender: LocalApic, icr) -> None:
+        self.bus.send(sender, icr)
+
+    # ------------------------------------------------------------ state
+    def all_idle(self) -> bool:
+        return all(core.state is not CoreState.RUNNING for core in self.cores)
+
+
+def _print_line(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+__all__ = ["ExitRequest", "ImageError", "Machine", "MachineConfig"]

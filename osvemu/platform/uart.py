@@ -1,0 +1,103 @@
+"""A 16550A UART at COM1 whose transmitter is the console (National
+Semiconductor PC16550D datasheet, register summary Table II)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+# Register offsets from the base port.
+UART_RBR_THR_DLL = 0
+UART_IER_DLM = 1
+UART_IIR_FCR = 2
+UART_LCR = 3
+UART_MCR = 4
+UART_LSR = 5
+UART_MSR = 6
+UART_SCR = 7
+UART_REGISTER_COUNT = 8
+
+LCR_DLAB = 0x80
+LSR_THRE = 0x20  # transmitter holding register empty
+LSR_TEMT = 0x40  # transmitter empty
+IIR_NO_INTERRUPT = 0x01
+IIR_FIFO_ENABLED = 0xC0
+MSR_DCD_DSR_CTS = 0xB0
+
+
+class Console:
+    """Collects transmitted bytes into lines and hands each finished line on."""
+
+    def __init__(self, emit_line: Callable[[str], None], label: str | None = None) -> None:
+        self._emit_line = emit_line
+        self._label = label
+        self._partial = bytearray()
+        self.text = bytearray()
+
+    def put(self, byte: int) -> None:
+        self.text.append(byte)
+        if byte == 0x0A:
+            self._flush_line()
+        elif byte != 0x0D:
+            self._partial.append(byte)
+
+    def _flush_line(self) -> None:
+        line = self._partial.decode("utf-8", "replace")
+        self._partial.clear()
+        self._emit_line(f"[{self._label}] {line}" if self._label else line)
+
+    def close(self) -> None:
+        if self._partial:
+            self._flush_line()
+
+
+class Uart16550:
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.ier = 0
+        self.fcr = 0
+        self.lcr = 0x03
+        self.mcr = 0
+        self.scr = 0
+        self.divisor = 1
+        self.bytes_sent = 0
+
+    def read(self, offset: int) -> int:
+        dlab = self.lcr & LCR_DLAB
+        if offset == UART_RBR_THR_DLL:
+            return self.divisor & 0xFF if dlab else 0  # no input
+        if offset == UART_IER_DLM:
+            return self.divisor >> 8 if dlab else self.ier
+        if offset == UART_IIR_FCR:
+            return IIR_NO_INTERRUPT | (IIR_FIFO_ENABLED if self.fcr & 1 else 0)
+        if offset == UART_LCR:
+            return self.lcr
+        if offset == UART_MCR:
+            return self.mcr
+        if offset == UART_LSR:
+            return LSR_THRE | LSR_TEMT
+        if offset == UART_MSR:
+            return MSR_DCD_DSR_CTS
+        return self.scr
+
+    def write(self, offset: int, value: int) -> None:
+        value &= 0xFF
+        dlab = self.lcr & LCR_DLAB
+        if offset == UART_RBR_THR_DLL:
+            if dlab:
+                self.divisor = (self.divisor & 0xFF00) | value
+            else:
+                self.bytes_sent += 1
+                self.console.put(value)
+        elif offset == UART_IER_DLM:
+            if dlab:
+                self.divisor = (self.divisor & 0xFF) | (value << 8)
+            else:
+                self.ier = value & 0x0F
+        elif offset == UART_IIR_FCR:
+            self.fcr = value
+        elif offset == UART_LCR:
+            self.lcr = value
+        elif offset == UART_MCR:
+            self.mcr = value & 0x1F
+        elif offset == UART_SCR:
+            self.scr = value

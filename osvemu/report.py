@@ -1,0 +1,55 @@
+"""The JSON run report written by ``osvemu boot --report``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from osvemu.platform.machine import Machine
+from osvemu.scheduler import RunResult, Scheduler
+
+
+def build_report(machine: Machine, scheduler: Scheduler, result: RunResult) -> dict:
+    topology = machine.topology
+    cores = []
+    for core in machine.cores:
+        ipis = machine.bus.stats[core.apic_id]
+        cores.append({
+            "index": core.index,
+            "apic_id": core.apic_id,
+            "socket": topology.cpus[core.index].socket,
+            "instructions": None if scheduler.fast else core.instructions,
+            "interrupts_taken": core.interrupts_taken,
+            "exceptions_taken": core.exceptions_taken,
+            "ipis_sent": ipis.sent,
+            "ipis_received": ipis.received,
+            "ipis_sent_by_mode": dict(sorted(ipis.by_mode.items())),
+            "timer_fires": core.lapic.timer_fires,
+            "final_state": core.state.value,
+            "fault": core.fault.to_json() if core.fault else None,
+        })
+    return {
+        "machine": {
+            "sockets": topology.sockets,
+            "cores_per_socket": topology.cores_per_socket,
+            "cpus": topology.cpu_count,
+            "memory_bytes": topology.memory_size,
+            "nodes": [{"node": node, "ranges": [[f"{m.base:#x}", f"{m.end:#x}"] for m in topology.memory if m.node == node]}
+                      for node in topology.nodes],
+        },
+        "image": str(machine.image.path) if machine.image else None,
+        "cmdline": machine.config.cmdline,
+        "mode": "fast" if scheduler.fast else "deterministic",
+        "quantum": None if scheduler.fast else scheduler.quantum,
+        "exit_status": result.status,
+        "reason": result.reason,
+        "host_seconds": round(result.host_seconds, 6),
+        "virtual_ns": result.virtual_ns,
+        "total_instructions": None if scheduler.fast else sum(c.instructions for c in machine.cores),
+        "cores": cores,
+        "console": machine.console.text.decode("utf-8", "replace"),
+    }
+
+
+def write_report(path: str | Path, report: dict) -> None:
+    Path(path).write_text(json.dumps(report, indent=2) + "\n")
