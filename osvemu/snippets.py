@@ -146,10 +146,13 @@ def assemble(source: str, mode: str, base: int) -> bytes:
 
 
 def _long_mode_tables(machine: Machine) -> None:
-    """Identity page tables (2 MiB pages, 4 GiB) and a flat 64-bit GDT with a TSS."""
-    machine.view.write(SNIPPET_PML4, struct.pack("<Q", SNIPPET_PDPT | 0x3))
-    machine.view.write(SNIPPET_PDPT, b"".join(struct.pack("<Q", (SNIPPET_PD + i * 0x1000) | 0x3) for i in range(4)))
-    entries = (struct.pack("<Q", (i << 21) | 0x83) for i in range(4 * 512))
+    """Identity page tables (2 MiB user-accessible pages, 4 GiB) and a flat
+64-bit GDT with a TSS."""
+    present_writable_user = 0x7
+    machine.view.write(SNIPPET_PML4, struct.pack("<Q", SNIPPET_PDPT | present_writable_user))
+    machine.view.write(SNIPPET_PDPT, b"".join(struct.pack("<Q", (SNIPPET_PD + i * 0x1000) | present_writable_user)
+                                              for i in range(4)))
+    entries = (struct.pack("<Q", (i << 21) | 0x80 | present_writable_user) for i in range(4 * 512))
     machine.view.write(SNIPPET_PD, b"".join(entries))
     code64 = 0x00AF9A000000FFFF
     data = 0x00CF92000000FFFF

@@ -385,6 +385,9 @@ class Core:
     def reg_write(self, reg: int, value) -> None:
         self.uc.reg_write(reg, value)
 
+    def set_cpl(self, cpl: int) -> None:
+        self.internals.set_cpl(cpl)
+
     def efer(self) -> int:
         return self.uc.reg_read(r.UC_X86_REG_MSR, x86.MSR_EFER)
 

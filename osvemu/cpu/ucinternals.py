@@ -9,6 +9,10 @@ API leaves out (see ../shared/REFERENCE.md, "Unicorn 2.1.4"):
   basis of virtual time -- would not be exact.
 * ``CPUX86State.error_code``: the error code QEMU computed for the exception
   it is raising (Intel SDM Vol. 3A 6.13).  UC_HOOK_INTR passes only the vector.
+* ``CPUX86State.hflags`` (its CPL bits): QEMU takes the current privilege
+  level from the hidden flags, which only its own interrupt delivery, far
+  transfers and IRET update.  Register writes cannot lower CPL 3 to 0, so a
+  privilege-changing delivery (SDM Vol. 3A 6.12.1) sets it here.
 * ``CPUX86State.old_exception``: QEMU's record of the exception being
   delivered, used to escalate a second contributory fault to #DF (SDM Vol. 3A
   6.15, Table 6-5).  QEMU clears it once delivery succeeds, but Unicorn hands
@@ -44,6 +48,7 @@ class UnicornInternals:
     counter_offset: int  # of uc_struct.emu_counter, from the handle
     error_code_offset: int  # of CPUX86State.error_code, in a saved context
     old_exception_offset: int  # of CPUX86State.old_exception, in a saved context
+    hflags_offset: int  # of CPUX86State.hflags (CPL in bits 1:0), in a saved context
 
 
 def _probe_instance(code: bytes) -> Uc:
@@ -97,7 +102,7 @@ def _locate_cpu_fields() -> tuple[int, int]:
     # old_exception was left set; repeat it with old_exception cleared.
     if len(old) != 1:
         raise EmulatorError("cannot locate Unicorn's pending-exception field: unsupported Unicorn version")
-    internals = UnicornInternals(0, 0, old[0])
+    internals = UnicornInternals(0, 0, old[0], 0)
     uc2 = _probe_instance(bytes.fromhex("8ed8" "f4"))
     uc2.reg_write(UC_X86_REG_GDTR, (0, 0x8000, 0xF, 0))
     uc2.reg_write(UC_X86_REG_RAX, _PROBE_SELECTOR)
@@ -120,11 +125,31 @@ def _locate_cpu_fields() -> tuple[int, int]:
     return err[0], internals.old_exception_offset
 
 
+def _locate_hflags() -> int:
+    """Drop from CPL 0 to CPL 3 with IRETQ and find the field whose low two
+    bits changed from 0 to 3 and nothing else."""
+    # GDT: null, 64-bit code DPL 0 (0x08), data (0x10), 64-bit code DPL 3 (0x18), data DPL 3 (0x20)
+    gdt = struct.pack("<5Q", 0, 0x00AF9A000000FFFF, 0x00CF92000000FFFF, 0x00AFFA000000FFFF, 0x00CFF2000000FFFF)
+    # mov rsp, 0x8000; push 0x23; push 0x7000; push 2; push 0x1b; push 0x1030; iretq
+    code = bytes.fromhex("48c7c400800000" "6a23" "6800700000" "6a02" "6a1b" "6830100000" "48cf")
+    uc = _probe_instance(code.ljust(0x30, b"\x90") + b"\x90\xf4")
+    uc.mem_write(0x8000 - 0x1000, gdt)
+    uc.reg_write(UC_X86_REG_GDTR, (0, 0x7000, len(gdt) - 1, 0))
+    before = _context_bytes(uc)
+    uc.emu_start(_PROBE_BASE, 0xFFFF, count=7)
+    after = _context_bytes(uc)
+    hits = [o for o in range(0, len(before) - 4, 4)
+            if _I32.unpack_from(before, o)[0] & 3 == 0 and _I32.unpack_from(before, o)[0] ^ _I32.unpack_from(after, o)[0] == 3]
+    if len(hits) != 1:
+        raise EmulatorError("cannot locate Unicorn's hidden CPU flags: unsupported Unicorn version")
+    return hits[0]
+
+
 @cache
 def locate() -> UnicornInternals:
     """Find the offsets once per process (a few milliseconds)."""
     error_code, old_exception = _locate_cpu_fields()
-    return UnicornInternals(_locate_counter(), error_code, old_exception)
+    return UnicornInternals(_locate_counter(), error_code, old_exception, _locate_hflags())
 
 
 class CoreInternals:
@@ -148,6 +173,14 @@ class CoreInternals:
         """Instructions retired in the current slice, read from inside a hook
         (the instruction being executed is included)."""
         return self._counter.value
+
+    def set_cpl(self, cpl: int) -> None:
+        """Set the current privilege level (see module docstring)."""
+        self._uc.context_update(self._context)
+        address = ctypes.cast(self._context.context, ctypes.c_void_p).value + self._internals.hflags_offset
+        flags = ctypes.c_uint32.from_address(address)
+        flags.value = (flags.value & ~3) | cpl
+        self._uc.context_restore(self._context)
 
     def take_exception_error_code(self) -> int:
         """Read the error code of the exception being raised and clear QEMU's
