@@ -197,7 +197,7 @@ class SnippetRun:
     started: list[int]
 
 
-def run_snippet(snippet: Snippet) -> SnippetRun:
+def run_snippet(snippet: Snippet, fast: bool = False) -> SnippetRun:
     lines: list[str] = []
     topology = Topology(snippet.sockets, snippet.cores_per_socket, snippet.memory)
     machine = Machine(MachineConfig(topology, snippet.cmdline, console=lines.append))
@@ -211,7 +211,7 @@ def run_snippet(snippet: Snippet) -> SnippetRun:
     started = [c.index for c in machine.cores] if snippet.run_on == "all" else [0]
     for index in started:
         _start_core(machine.cores[index], snippet)
-    scheduler = Scheduler(machine, snippet.quantum, limits=RunLimits(max_instructions=snippet.max_instructions))
+    scheduler = Scheduler(machine, snippet.quantum, fast=fast, limits=RunLimits(max_instructions=snippet.max_instructions))
     result = scheduler.run()
     return SnippetRun(snippet, machine, result, started)
 

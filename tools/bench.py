@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Throughput benchmark: guest MIPS of a compute-bound loop.
+
+Runs, in one process and one run, the same loop
+  (a) on raw Unicorn with no hooks (one instance, one uncounted emu_start),
+  (b) on osvemu with 1 core, deterministic and fast mode,
+  (c) on osvemu with 32 cores all running it, deterministic and fast mode,
+and prints guest MIPS, the ratio to (a), and host RSS per core.  Instruction
+totals are known from the loop shape, so fast mode (which does not count)
+is measured the same way.
+
+    python3 tools/bench.py [--iterations N] [--quantum Q]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from keystone import KS_ARCH_X86, KS_MODE_64, Ks  # noqa: E402
+from unicorn import UC_ARCH_X86, UC_MODE_64, Uc  # noqa: E402
+
+from osvemu.scheduler import DEFAULT_QUANTUM  # noqa: E402
+from osvemu.snippets import CODE_BASE, Snippet, run_snippet  # noqa: E402
+
+#: 4 instructions per iteration; 3 before the loop, cli + hlt after.
+LOOP = """
+    mov rcx, {iterations}
+    xor eax, eax
+    xor ebx, ebx
+spin:
+    add rax, rcx
+    xor rbx, rax
+    dec rcx
+    jnz spin
+    cli
+    hlt
+"""
+
+
+def instructions_per_core(iterations: int) -> int:
+    return 3 + 4 * iterations + 2
+
+
+def rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def raw_unicorn(iterations: int) -> float:
+    code = bytes(Ks(KS_ARCH_X86, KS_MODE_64).asm(LOOP.format(iterations=iterations), CODE_BASE)[0])
+    uc = Uc(UC_ARCH_X86, UC_MODE_64)
+    uc.mem_map(0, 4 << 20)
+    uc.mem_write(CODE_BASE, code)
+    start = time.perf_counter()
+    uc.emu_start(CODE_BASE, CODE_BASE + len(code) - 1)  # stops at hlt
+    return time.perf_counter() - start
+
+
+def osvemu_run(iterations: int, cores: int, fast: bool, quantum: int) -> tuple[float, int, float]:
+    snippet = Snippet(name="bench", source=LOOP.format(iterations=iterations), mode="long",
+                      sockets=max(1, cores // 8), cores_per_socket=min(cores, 8), memory=256 << 20,
+                      quantum=quantum, max_instructions=10**12)
+    before = rss_kib()
+    start = time.perf_counter()
+    run = run_snippet(snippet, fast=fast)
+    seconds = time.perf_counter() - start
+    counted = sum(c.instructions for c in run.machine.cores)
+    if not fast and counted != cores * instructions_per_core(iterations):
+        raise SystemExit(f"instruction count {counted} != expected {cores * instructions_per_core(iterations)}")
+    rss_per_core = (rss_kib() - before) / cores / 1024
+    del run
+    return seconds, counted, rss_per_core
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--iterations", type=int, default=5_000_000, help="loop iterations per core (1-core runs)")
+    parser.add_argument("--quantum", type=int, default=DEFAULT_QUANTUM)
+    args = parser.parse_args()
+    n1 = args.iterations
+    n32 = max(1, n1 // 8)  # keep the 32-core runs to a similar wall time
+
+    rows = []
+    seconds = raw_unicorn(n1)
+    raw_mips = instructions_per_core(n1) / seconds / 1e6
+    rows.append(("(a) raw Unicorn, no hooks", 1, instructions_per_core(n1), seconds, raw_mips, None))
+    for cores, iterations in ((1, n1), (32, n32)):
+        for fast in (False, True):
+            seconds, _, rss = osvemu_run(iterations, cores, fast, args.quantum)
+            total = cores * instructions_per_core(iterations)
+            label = f"({'b' if cores == 1 else 'c'}) osvemu {cores} core{'s' if cores > 1 else ''}, {'fast' if fast else 'deterministic'}"
+            rows.append((label, cores, total, seconds, total / seconds / 1e6, rss))
+
+    print(f"{'configuration':40} {'cores':>5} {'instructions':>13} {'seconds':>8} {'MIPS':>8} {'vs (a)':>7} {'RSS/core MiB':>12}")
+    for label, cores, total, seconds, mips, rss in rows:
+        rss_text = f"{rss:12.2f}" if rss is not None else f"{'-':>12}"
+        print(f"{label:40} {cores:5d} {total:13d} {seconds:8.3f} {mips:8.1f} {mips / raw_mips:7.2f} {rss_text}")
+    print(f"quantum {args.quantum} instructions; targets: deterministic >= 50 MIPS aggregate, fast >= 0.50 of (a)")
+
+
+if __name__ == "__main__":
+    main()
