@@ -1,0 +1,179 @@
+"""Loading a guest kernel: an x86-64 ELF booted through PVH.
+
+Every PT_LOAD segment is placed at its physical address ``p_paddr`` as QEMU's
+``-kernel`` does for PVH images, and the entry point is the 32-bit physical
+address in the ``Xen`` ELF note of type XEN_ELFNOTE_PHYS32_ENTRY (Xen
+``docs/misc/pvh.pandoc``; the descriptor is 4 bytes in Xen's examples and 8
+in Linux, both accepted).  Anything wrong with the file is an ImageError
+naming the problem.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
+
+from osvemu.errors import ImageError
+from osvemu.symbols import Symbol, SymbolTable
+
+ELF_MAGIC = b"\x7fELF"
+EM_X86_64 = 62
+PT_LOAD = 1
+PT_NOTE = 4
+PF_X = 1
+XEN_NOTE_NAME = b"Xen"
+XEN_ELFNOTE_PHYS32_ENTRY = 18
+#: Elf64_Nhdr: namesz, descsz, type (System V gABI "Note Section").
+NOTE_HEADER = struct.Struct("<III")
+NOTE_ALIGN = 4
+
+
+@dataclass(frozen=True)
+class Segment:
+    paddr: int
+    vaddr: int
+    data: bytes
+    memsz: int
+    flags: int
+
+    @property
+    def executable(self) -> bool:
+        return bool(self.flags & PF_X)
+
+
+@dataclass(frozen=True)
+class KernelImage:
+    path: str
+    entry32: int  # PVH 32-bit physical entry point
+    elf_entry: int  # e_entry, for reference
+    segments: tuple[Segment, ...]
+    symbols: SymbolTable
+
+
+def load_image(path: str | Path) -> KernelImage:
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a directory, not an ELF image") from None
+    except OSError as error:
+        raise ImageError(f"{path}: cannot read: {error.strerror}") from None
+    return parse_image(raw, str(path))
+
+
+def parse_image(raw: bytes, name: str = "<image>") -> KernelImage:
+    if raw[:4] != ELF_MAGIC:
+        raise ImageError(f"{name}: not an ELF file")
+    if len(raw) < 5 or raw[4] != 2:
+        raise ImageError(f"{name}: a 32-bit ELF; osvemu boots 64-bit x86-64 images")
+    try:
+        import io
+        elf = ELFFile(io.BytesIO(raw))
+        machine = elf["e_machine"]
+        if machine != "EM_X86_64":
+            raise ImageError(f"{name}: ELF for {machine}, not x86-64 (EM_X86_64)")
+        segments, entry32 = _read_segments(elf, raw, name)
+        symbols = _read_symbols(elf, segments)
+        entry = elf["e_entry"]
+    except ImageError:
+        raise
+    except (ELFError, struct.error, ValueError, KeyError, IndexError, AttributeError) as error:
+        raise ImageError(f"{name}: malformed or truncated ELF ({error})") from None
+    if entry32 is None:
+        raise ImageError(f"{name}: no PVH entry point (ELF note \"Xen\" type {XEN_ELFNOTE_PHYS32_ENTRY}, "
+                         "XEN_ELFNOTE_PHYS32_ENTRY)")
+    return KernelImage(name, entry32, entry, tuple(segments), symbols)
+
+
+def _read_segments(elf: ELFFile, raw: bytes, name: str) -> tuple[list[Segment], int | None]:
+    segments: list[Segment] = []
+    entry32 = None
+    for index in range(elf.num_segments()):
+        header = elf.get_segment(index).header
+        kind = header["p_type"]
+        offset, filesz, memsz = header["p_offset"], header["p_filesz"], header["p_memsz"]
+        if kind not in ("PT_LOAD", "PT_NOTE"):
+            continue
+        if offset + filesz > len(raw):
+            raise ImageError(f"{name}: truncated: segment {index} needs bytes up to {offset + filesz:#x}, "
+                             f"the file has {len(raw):#x}")
+        data = raw[offset:offset + filesz]
+        if kind == "PT_NOTE":
+            found = _pvh_entry(data, name)
+            entry32 = found if found is not None else entry32
+            continue
+        if filesz > memsz:
+            raise ImageError(f"{name}: segment {index} has file size {filesz:#x} above memory size {memsz:#x}")
+        if memsz:
+            segments.append(Segment(header["p_paddr"], header["p_vaddr"], data, memsz, header["p_flags"]))
+    if not segments:
+        raise ImageError(f"{name}: no loadable (PT_LOAD) segment")
+    return segments, entry32
+
+
+def _pvh_entry(notes: bytes, name: str) -> int | None:
+    offset = 0
+    while offset + NOTE_HEADER.size <= len(notes):
+        namesz, descsz, kind = NOTE_HEADER.unpack_from(notes, offset)
+        name_start = offset + NOTE_HEADER.size
+        desc_start = name_start + _aligned(namesz)
+        end = desc_start + _aligned(descsz)
+        if desc_start + descsz > len(notes):
+            raise ImageError(f"{name}: truncated ELF note at offset {offset:#x} of a PT_NOTE segment")
+        if notes[name_start:name_start + namesz].rstrip(b"\0") == XEN_NOTE_NAME and kind == XEN_ELFNOTE_PHYS32_ENTRY:
+            if descsz not in (4, 8):
+                raise ImageError(f"{name}: PVH entry note has a {descsz}-byte descriptor, expected 4 or 8")
+            return int.from_bytes(notes[desc_start:desc_start + descsz], "little") & 0xFFFFFFFF
+        offset = end
+    return None
+
+
+def _aligned(size: int) -> int:
+    return (size + NOTE_ALIGN - 1) & ~(NOTE_ALIGN - 1)
+
+
+def _read_symbols(elf: ELFFile, segments: list[Segment]) -> SymbolTable:
+    symbols = []
+    for section in elf.iter_sections():
+        if not isinstance(section, SymbolTableSection):
+            continue
+        for symbol in section.iter_symbols():
+            kind = symbol["st_info"]["type"]
+            if kind in ("STT_FUNC", "STT_OBJECT", "STT_NOTYPE") and symbol.name and symbol["st_shndx"] != "SHN_UNDEF":
+                symbols.append(Symbol(symbol["st_value"], symbol.name, symbol["st_size"]))
+    aliases = [(s.paddr, s.vaddr, s.memsz) for s in segments]
+    return SymbolTable(symbols, aliases)
+
+
+def check_placement(image: KernelImage, ram: list[tuple[int, int]],
+                    firmware_areas: tuple[tuple[int, int, str], ...]) -> None:
+    """Every segment must lie in RAM and clear of the firmware areas."""
+    for segment in image.segments:
+        lo, hi = segment.paddr, segment.paddr + segment.memsz
+        if not any(base <= lo and hi <= base + size for base, size in ram):
+            raise ImageError(f"{image.path}: segment at {lo:#x}-{hi:#x} lies outside RAM")
+        for base, size, what in firmware_areas:
+            if lo < base + size and base < hi:
+                raise ImageError(f"{image.path}: segment at {lo:#x}-{hi:#x} overlaps the {what} at "
+                                 f"{base:#x}-{base + size:#x}")
+
+
+def executable_ranges(image: KernelImage) -> list[tuple[int, int]]:
+    """Executable segments at their physical and (if different) virtual address."""
+    ranges = []
+    for segment in image.segments:
+        if segment.executable:
+            ranges.append((segment.paddr, len(segment.data)))
+            if segment.vaddr != segment.paddr:
+                ranges.append((segment.vaddr, len(segment.data)))
+    return ranges
+
+
+__all__ = ["KernelImage", "Segment", "check_placement", "executable_ranges", "load_image", "parse_image"]

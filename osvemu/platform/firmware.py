@@ -1,0 +1,107 @@
+"""Everything firmware leaves in memory for a PVH kernel: BIOS data area
+words, ACPI and MP tables, the e820 memory map, the command line and the
+``hvm_start_info`` that points at them.
+
+It is built from a :class:`FirmwareView`, the machine as one kernel should
+see it.  Without a monitor the view is the whole machine; OSV builds one view
+per partition, with only that partition's cores and memory.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from osvemu.errors import ConfigError
+from osvemu.platform import layout
+from osvemu.platform.acpi import MemoryAffinity, ProcessorInfo, build_acpi
+from osvemu.platform.cpuid import CPU_SIGNATURE, LEAF1_EDX
+from osvemu.platform.lapic import APIC_VERSION_VALUE
+from osvemu.platform.memmap import MemoryMapEntry, build_memory_map
+from osvemu.platform.mptable import MpProcessor, build_config_table, build_floating_pointer
+from osvemu.platform.pvh import MEMMAP_ENTRY, StartInfo, pack_memory_map
+from osvemu.platform.topology import Cpu, MemoryRange, Topology
+
+# Placement inside the boot info area (layout.BOOT_INFO_BASE .. EBDA).
+START_INFO_ADDRESS = layout.BOOT_INFO_BASE
+MEMMAP_ADDRESS = layout.BOOT_INFO_BASE + 0x40
+MEMMAP_MAX_ENTRIES = 64
+CMDLINE_ADDRESS = MEMMAP_ADDRESS + MEMMAP_MAX_ENTRIES * MEMMAP_ENTRY.size
+CMDLINE_MAX = layout.EBDA_BASE - CMDLINE_ADDRESS - 1  # keep the terminating NUL
+#: 639 KiB of base memory: everything below the EBDA (MP spec 1.4 4.0 b).
+BASE_MEMORY_KIB = layout.EBDA_BASE // layout.KiB
+
+
+@dataclass(frozen=True)
+class FirmwareView:
+    """The machine as one kernel is told about it."""
+
+    cpus: tuple[Cpu, ...]
+    bsp_apic_id: int
+    memory: tuple[MemoryRange, ...]  # the kernel's RAM, by NUMA node
+    ioapic_id: int
+
+    @classmethod
+    def whole_machine(cls, topology: Topology) -> FirmwareView:
+        return cls(topology.cpus, topology.cpus[0].apic_id, topology.memory, _free_apic_id(topology.cpus))
+
+    @property
+    def nodes(self) -> tuple[int, ...]:
+        """Nodes with a core or memory in the view, in order; the tables
+        number them 0..N-1 as proximity domains."""
+        return tuple(sorted({cpu.node for cpu in self.cpus} | {rng.node for rng in self.memory}))
+
+
+@dataclass(frozen=True)
+class Firmware:
+    writes: list[tuple[int, bytes]]
+    start_info_address: int
+    rsdp_address: int
+    memory_map: list[MemoryMapEntry]
+
+
+def build_firmware(view: FirmwareView, cmdline: str) -> Firmware:
+    encoded = cmdline.encode()
+    if len(encoded) > CMDLINE_MAX:
+        raise ConfigError(f"command line is {len(encoded)} bytes, the boot info area holds {CMDLINE_MAX}")
+    if b"\0" in encoded:
+        raise ConfigError("command line contains a NUL byte")
+    domain = {node: index for index, node in enumerate(view.nodes)}
+    processors = [ProcessorInfo(uid, cpu.apic_id, domain[cpu.node]) for uid, cpu in enumerate(view.cpus)]
+    affinity = [MemoryAffinity(rng.base, rng.size, domain[rng.node]) for rng in view.memory]
+    writes = build_acpi(
+        processors, affinity, len(domain),
+        lapic_address=layout.LAPIC_BASE, ioapic_id=view.ioapic_id, ioapic_address=layout.IOAPIC_BASE,
+        tables_base=layout.ACPI_TABLES_BASE, tables_size=layout.ACPI_TABLES_SIZE, rsdp_address=layout.RSDP_ADDRESS,
+    )
+    config = build_config_table(
+        [MpProcessor(cpu.apic_id, cpu.apic_id == view.bsp_apic_id) for cpu in view.cpus],
+        lapic_address=layout.LAPIC_BASE, lapic_version=APIC_VERSION_VALUE & 0xFF, cpu_signature=CPU_SIGNATURE,
+        feature_flags=LEAF1_EDX, ioapic_id=view.ioapic_id, ioapic_address=layout.IOAPIC_BASE,
+    )
+    if layout.MP_CONFIG_TABLE_ADDRESS + len(config) > layout.BOOT_GDT_ADDRESS:
+        raise ConfigError(f"MP configuration table of {len(config)} bytes does not fit the BIOS area")
+    writes.append((layout.MP_FLOATING_POINTER_ADDRESS, build_floating_pointer(layout.MP_CONFIG_TABLE_ADDRESS)))
+    writes.append((layout.MP_CONFIG_TABLE_ADDRESS, config))
+    writes.append((layout.BDA_EBDA_SEGMENT, struct.pack("<H", layout.EBDA_BASE >> 4)))
+    writes.append((layout.BDA_BASE_MEMORY_KIB, struct.pack("<H", BASE_MEMORY_KIB)))
+
+    memory_map = build_memory_map([(rng.base, rng.size) for rng in view.memory])
+    if len(memory_map) > MEMMAP_MAX_ENTRIES:
+        raise ConfigError(f"memory map has {len(memory_map)} entries, at most {MEMMAP_MAX_ENTRIES} fit")
+    writes.append((MEMMAP_ADDRESS, pack_memory_map(memory_map)))
+    writes.append((CMDLINE_ADDRESS, encoded + b"\0"))
+    start_info = StartInfo(cmdline_paddr=CMDLINE_ADDRESS, rsdp_paddr=layout.RSDP_ADDRESS,
+                          memmap_paddr=MEMMAP_ADDRESS, memmap_entries=len(memory_map))
+    writes.append((START_INFO_ADDRESS, start_info.pack()))
+    return Firmware(writes, START_INFO_ADDRESS, layout.RSDP_ADDRESS, memory_map)
+
+
+def _free_apic_id(cpus: tuple[Cpu, ...]) -> int:
+    """The IOAPIC gets the first APIC ID no processor uses (MP spec 1.4
+    4.3.3: APIC IDs are unique across local and I/O APICs)."""
+    used = {cpu.apic_id for cpu in cpus}
+    return next(candidate for candidate in range(0xFF) if candidate not in used)
+
+
+__all__ = ["CMDLINE_MAX", "Firmware", "FirmwareView", "build_firmware"]
