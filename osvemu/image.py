@@ -157,12 +157,12 @@ def check_placement(image: KernelImage, ram: list[tuple[int, int]],
     """Every segment must lie in RAM and clear of the firmware areas."""
     for segment in image.segments:
         lo, hi = segment.paddr, segment.paddr + segment.memsz
-        if not any(base <= lo and hi <= base + size for base, size in ram):
-            raise ImageError(f"{image.path}: segment at {lo:#x}-{hi:#x} lies outside RAM")
         for base, size, what in firmware_areas:
             if lo < base + size and base < hi:
                 raise ImageError(f"{image.path}: segment at {lo:#x}-{hi:#x} overlaps the {what} at "
                                  f"{base:#x}-{base + size:#x}")
+        if not any(base <= lo and hi <= base + size for base, size in ram):
+            raise ImageError(f"{image.path}: segment at {lo:#x}-{hi:#x} lies outside RAM")
 
 
 def executable_ranges(image: KernelImage) -> list[tuple[int, int]]:
