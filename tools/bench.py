@@ -23,27 +23,33 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from keystone import KS_ARCH_X86, KS_MODE_64, Ks  # noqa: E402
 from unicorn import UC_ARCH_X86, UC_MODE_64, Uc  # noqa: E402
+from unicorn.x86_const import UC_X86_REG_RSP  # noqa: E402
 
 from osvemu.scheduler import DEFAULT_QUANTUM  # noqa: E402
 from osvemu.snippets import CODE_BASE, Snippet, run_snippet  # noqa: E402
 
-#: 4 instructions per iteration; 3 before the loop, cli + hlt after.
+#: 6 instructions per iteration (ALU work plus a store and a load through the
+#: core's own stack, so memory access is measured too); 3 before the loop,
+#: cli + hlt after.
 LOOP = """
     mov rcx, {iterations}
     xor eax, eax
     xor ebx, ebx
 spin:
     add rax, rcx
-    xor rbx, rax
+    mov qword ptr [rsp - 8], rax
+    xor rbx, qword ptr [rsp - 8]
+    rol rax, 3
     dec rcx
     jnz spin
     cli
     hlt
 """
+INSTRUCTIONS_PER_ITERATION = 6
 
 
 def instructions_per_core(iterations: int) -> int:
-    return 3 + 4 * iterations + 2
+    return 3 + INSTRUCTIONS_PER_ITERATION * iterations + 2
 
 
 def rss_kib() -> int:
@@ -58,6 +64,7 @@ def raw_unicorn(iterations: int) -> float:
     uc = Uc(UC_ARCH_X86, UC_MODE_64)
     uc.mem_map(0, 4 << 20)
     uc.mem_write(CODE_BASE, code)
+    uc.reg_write(UC_X86_REG_RSP, CODE_BASE - 0x100)
     start = time.perf_counter()
     uc.emu_start(CODE_BASE, CODE_BASE + len(code) - 1)  # stops at hlt
     return time.perf_counter() - start
@@ -81,7 +88,7 @@ def osvemu_run(iterations: int, cores: int, fast: bool, quantum: int) -> tuple[f
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--iterations", type=int, default=5_000_000, help="loop iterations per core (1-core runs)")
+    parser.add_argument("--iterations", type=int, default=20_000_000, help="loop iterations per core (1-core runs)")
     parser.add_argument("--quantum", type=int, default=DEFAULT_QUANTUM)
     args = parser.parse_args()
     n1 = args.iterations

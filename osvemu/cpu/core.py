@@ -79,6 +79,17 @@ class Platform(Protocol):
     def cpuid(self, core: Core, leaf: int, subleaf: int) -> tuple[int, int, int, int]: ...
     def hypercall(self, core: Core) -> bool: ...
     def symbolize(self, address: int) -> str | None: ...
+    def shared_devices(self) -> list[SharedDevice]: ...
+
+
+class SharedDevice(Protocol):
+    """A memory-mapped device every core sees at the same address (the IOAPIC)."""
+
+    base: int
+    size: int
+
+    def mmio_read(self, offset: int) -> int: ...
+    def mmio_write(self, offset: int, value: int) -> None: ...
 
 
 def _guarded(method: Callable) -> Callable:
@@ -125,6 +136,8 @@ class Core:
         for mapping in view.mappings:
             self.uc.mem_map_ptr(mapping.gpa, mapping.size, UC_PROT_ALL, mapping.host_address)
         self.uc.mmio_map(lapic_base, 0x1000, self._lapic_read, None, self._lapic_write, None)
+        for device in platform.shared_devices():
+            self.uc.mmio_map(device.base, device.size, self._device_read, device, self._device_write, device)
         self._add_hooks()
 
     # ------------------------------------------------------------ setup
@@ -340,6 +353,15 @@ class Core:
             self.lapic.write(offset & ~3, value)
             if self.lapic.irr and self.lapic.pending_vector() is not None:
                 uc.emu_stop()  # end the slice so the interrupt is taken promptly
+
+    @_guarded
+    def _device_read(self, uc: Uc, offset: int, size: int, device: SharedDevice) -> int:
+        value = device.mmio_read(offset & ~3)
+        return (value >> (8 * (offset & 3))) & ((1 << (8 * size)) - 1)
+
+    @_guarded
+    def _device_write(self, uc: Uc, offset: int, size: int, value: int, device: SharedDevice) -> None:
+        device.mmio_write(offset & ~3, value)
 
     @_guarded
     def _on_unmapped(self, uc: Uc, access: int, address: int, size: int, value: int, _data: object) -> bool:

@@ -17,6 +17,7 @@ from osvemu.platform import layout
 from osvemu.platform.apicbus import ApicBus
 from osvemu.platform.cpuid import cpuid
 from osvemu.platform.firmware import FirmwareView, build_firmware
+from osvemu.platform.ioapic import IoApic
 from osvemu.platform.lapic import LocalApic
 from osvemu.platform.topology import Topology
 from osvemu.platform.uart import UART_REGISTER_COUNT, Console, Uart16550
@@ -40,6 +41,21 @@ class ExitRequest:
 
 
 @dataclass
+class MappedDevice:
+    """A shared device at a fixed guest-physical page (core.SharedDevice)."""
+
+    base: int
+    size: int
+    device: IoApic
+
+    def mmio_read(self, offset: int) -> int:
+        return self.device.mmio_read(offset)
+
+    def mmio_write(self, offset: int, value: int) -> None:
+        self.device.mmio_write(offset, value)
+
+
+@dataclass
 class MachineConfig:
     topology: Topology = field(default_factory=Topology)
     cmdline: str = ""
@@ -57,6 +73,7 @@ class Machine:
         self.exit: ExitRequest | None = None
         self.image: KernelImage | None = None
         self.bus = ApicBus()
+        self.ioapic = IoApic(FirmwareView.whole_machine(self.topology).ioapic_id)
         self.cores: list[Core] = []
         for cpu in self.topology.cpus:
             core = Core(cpu.index, cpu.apic_id, self.view, layout.LAPIC_BASE, self)
@@ -150,6 +167,9 @@ class Machine:
 
     def hypercall(self, core: Core) -> bool:
         return False  # the bare machine has no monitor: VMMCALL raises #UD
+
+    def shared_devices(self) -> list[MappedDevice]:
+        return [MappedDevice(layout.IOAPIC_BASE, layout.PAGE_SIZE, self.ioapic)]
 
     def symbolize(self, address: int) -> str | None:
         return self.image.symbols.lookup(address) if self.image else None
