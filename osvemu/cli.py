@@ -75,10 +75,12 @@ def boot(args: argparse.Namespace) -> int:
     from osvemu.image import load_image
     from osvemu.platform.machine import Machine, MachineConfig
     from osvemu.platform.topology import Topology
-    from osvemu.report import build_report, write_report
+    from osvemu.report import build_report, check_writable, write_report
     from osvemu.scheduler import DEFAULT_QUANTUM, RunLimits, Scheduler
 
     topology = Topology(args.sockets, args.cores_per_socket, args.memory)
+    if args.report:
+        check_writable(args.report)
     image = load_image(args.image)
     machine = Machine(MachineConfig(topology, args.cmdline))
     machine.boot(image)

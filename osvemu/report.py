@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from osvemu.errors import ConfigError
 from osvemu.platform.machine import Machine
 from osvemu.scheduler import RunResult, Scheduler
 
@@ -51,5 +52,15 @@ def build_report(machine: Machine, scheduler: Scheduler, result: RunResult) -> d
     }
 
 
+def check_writable(path: str | Path) -> None:
+    """Fail before the run, not after it, when the report cannot be written."""
+    parent = Path(path).resolve().parent
+    if not parent.is_dir():
+        raise ConfigError(f"--report {path}: directory {parent} does not exist")
+
+
 def write_report(path: str | Path, report: dict) -> None:
-    Path(path).write_text(json.dumps(report, indent=2) + "\n")
+    try:
+        Path(path).write_text(json.dumps(report, indent=2) + "\n")
+    except OSError as error:
+        raise ConfigError(f"--report {path}: cannot write: {error.strerror}") from None

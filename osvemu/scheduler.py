@@ -17,11 +17,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from unicorn.x86_const import UC_X86_REG_RFLAGS
+
 from osvemu.cpu.core import Core, CoreState
 from osvemu.cpu.x86 import RFLAGS_IF
 from osvemu.platform import clock
 from osvemu.platform.machine import Machine
-from unicorn.x86_const import UC_X86_REG_RFLAGS
 
 DEFAULT_QUANTUM = 20_000
 FAST_SLICE_SECONDS = 0.002

@@ -10,7 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 
-from build_test_guests import build  # noqa: E402
+from build_test_guests import build
 
 
 @pytest.fixture(scope="session")

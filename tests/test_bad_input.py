@@ -7,14 +7,14 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from elf_builder import LoadSegment, build_elf, note, pvh_note
 
 HALT = b"\xf4"
 
 
 def osvemu(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "osvemu", "boot", *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "osvemu", "boot", *args], capture_output=True, text=True, timeout=60,
+                          check=False)
 
 
 def assert_one_line_error(run: subprocess.CompletedProcess, *words: str) -> None:
@@ -111,6 +111,7 @@ def test_filesz_above_memsz(tmp_path):
     (["--timeout", "-1"], ["--timeout"]),
     (["--cmdline", "x" * 8000], ["command line"]),
     (["--no-such-option"], ["no-such-option"]),
+    (["--report", "/no/such/dir/report.json"], ["--report", "does not exist"]),
 ])
 def test_bad_options(smp_hello_elf, options, words):
     assert_one_line_error(osvemu(str(smp_hello_elf), *options), *words)

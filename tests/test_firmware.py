@@ -6,7 +6,10 @@ import pytest
 
 from osvemu.platform import acpi, layout, mptable
 from osvemu.platform.firmware import (
-    CMDLINE_ADDRESS, MEMMAP_ADDRESS, FirmwareView, build_firmware,
+    CMDLINE_ADDRESS,
+    MEMMAP_ADDRESS,
+    FirmwareView,
+    build_firmware,
 )
 from osvemu.platform.memmap import E820Type, MemoryMapEntry, build_memory_map, usable_ram
 from osvemu.platform.pvh import XEN_HVM_START_MAGIC_VALUE, StartInfo, unpack_memory_map

@@ -21,12 +21,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from keystone import KS_ARCH_X86, KS_MODE_64, Ks  # noqa: E402
-from unicorn import UC_ARCH_X86, UC_MODE_64, Uc  # noqa: E402
-from unicorn.x86_const import UC_X86_REG_RSP  # noqa: E402
+from keystone import KS_ARCH_X86, KS_MODE_64, Ks
+from unicorn import UC_ARCH_X86, UC_MODE_64, Uc
+from unicorn.x86_const import UC_X86_REG_RSP
 
-from osvemu.scheduler import DEFAULT_QUANTUM  # noqa: E402
-from osvemu.snippets import CODE_BASE, Snippet, run_snippet  # noqa: E402
+from osvemu.scheduler import DEFAULT_QUANTUM
+from osvemu.snippets import CODE_BASE, Snippet, run_snippet
 
 #: 6 instructions per iteration (ALU work plus a store and a load through the
 #: core's own stack, so memory access is measured too); 3 before the loop,

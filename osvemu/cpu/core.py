@@ -39,7 +39,7 @@ from osvemu.cpu.memory import MemoryView
 from osvemu.cpu.paging import TranslationFault, translate
 from osvemu.cpu.templates import BOOT_GDT, pvh_entry_context, startup_context
 from osvemu.cpu.ucinternals import CoreInternals
-from osvemu.errors import EmulatorError
+from osvemu.errors import EmulatorError, GuestFault
 from osvemu.platform import clock
 from osvemu.platform.lapic import LocalApic
 
@@ -245,7 +245,7 @@ class Core:
         rip = self.uc.reg_read(r.UC_X86_REG_RIP)
         try:
             previous = self.read_linear(rip - 1, 1)[0]
-        except (TranslationFault, Exception):
+        except (TranslationFault, GuestFault):
             return
         if previous == _OPCODE_HLT:
             self.state = CoreState.HALTED
@@ -467,4 +467,4 @@ class Core:
             self.on_event(self, kind, fields)
 
 
-__all__ = ["BOOT_GDT", "Core", "CoreState", "GENERAL_REGISTERS", "Platform"]
+__all__ = ["BOOT_GDT", "GENERAL_REGISTERS", "Core", "CoreState", "Platform"]

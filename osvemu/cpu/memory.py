@@ -10,6 +10,7 @@ layer builds partitioned views this way, as nested paging would.
 from __future__ import annotations
 
 import ctypes
+import itertools
 import mmap
 from dataclasses import dataclass
 
@@ -55,7 +56,7 @@ class MemoryView:
 
     def __init__(self, mappings: list[Mapping]) -> None:
         ordered = sorted(mappings, key=lambda m: m.gpa)
-        for left, right in zip(ordered, ordered[1:]):
+        for left, right in itertools.pairwise(ordered):
             if left.end > right.gpa:
                 raise ConfigError(f"memory view ranges overlap at {right.gpa:#x}")
         for m in ordered:

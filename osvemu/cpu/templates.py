@@ -23,7 +23,6 @@ from unicorn.x86_const import (
     UC_X86_REG_GS,
     UC_X86_REG_IDTR,
     UC_X86_REG_IP,
-    UC_X86_REG_RIP,
     UC_X86_REG_SS,
     UC_X86_REG_TR,
 )

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from osvemu.cpu.core import Core, CoreState
 from osvemu.cpu.memory import Mapping, MemoryBank, MemoryView
 from osvemu.cpu.templates import BOOT_GDT, BOOT_TSS
-from osvemu.errors import ImageError
+from osvemu.errors import GuestFault, ImageError
 from osvemu.image import KernelImage, check_placement, executable_ranges
 from osvemu.platform import layout
 from osvemu.platform.apicbus import ApicBus
@@ -119,7 +119,7 @@ class Machine:
         for address, size in ranges:
             try:
                 code = self._read_code(address, size)
-            except Exception:  # noqa: BLE001 - a vaddr alias is not physical memory
+            except GuestFault:  # a virtual alias that is not physical memory
                 continue
             for opcode in INTERCEPTED_OPCODES:
                 start = code.find(opcode)

@@ -99,4 +99,4 @@ def _subtract(lo: int, hi: int, holes: list[tuple[int, int]]) -> list[tuple[int,
     return out
 
 
-__all__ = ["DEVICE_AREAS", "E820Type", "FIRMWARE_AREAS", "MemoryMapEntry", "build_memory_map", "usable_ram"]
+__all__ = ["DEVICE_AREAS", "FIRMWARE_AREAS", "E820Type", "MemoryMapEntry", "build_memory_map", "usable_ram"]

@@ -60,6 +60,11 @@ def unpack_memory_map(data: bytes, count: int) -> list[MemoryMapEntry]:
 
 
 __all__ = [
-    "MEMMAP_ENTRY", "START_INFO", "START_INFO_VERSION", "StartInfo", "XEN_HVM_START_MAGIC_VALUE",
-    "pack_memory_map", "unpack_memory_map",
+    "MEMMAP_ENTRY",
+    "START_INFO",
+    "START_INFO_VERSION",
+    "XEN_HVM_START_MAGIC_VALUE",
+    "StartInfo",
+    "pack_memory_map",
+    "unpack_memory_map",
 ]
