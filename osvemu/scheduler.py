@@ -77,8 +77,12 @@ class Scheduler:
         return bool(core.uc.reg_read(UC_X86_REG_RFLAGS) & RFLAGS_IF)
 
     def _next_deadline(self) -> int | None:
+        """The next timer expiry that would wake a halted core; a core
+        halted with IF clear, or whose timer is masked or blocked by its
+        priority, never wakes on its timer, so its expiries do not count."""
         deadlines = [c.lapic.timer_deadline for c in self.machine.cores
-                     if c.state is CoreState.HALTED and c.lapic.timer_deadline is not None]
+                     if c.state is CoreState.HALTED and c.lapic.timer_can_interrupt()
+                     and c.uc.reg_read(UC_X86_REG_RFLAGS) & RFLAGS_IF]
         return min(deadlines) if deadlines else None
 
     def _total_instructions(self) -> int:
@@ -159,7 +163,7 @@ class Scheduler:
     def stop_current(self) -> None:
         core = self._current
         if core is not None:
-            core.uc.emu_stop()
+            core.request_stop()
 
 
 class _SliceStopper:

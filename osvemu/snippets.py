@@ -164,7 +164,7 @@ def _start_core(core: Core, snippet: Snippet) -> None:
     stack = STACK_TOP - core.index * STACK_SIZE
     if snippet.mode == "real":
         core.uc.context_restore(startup_context(REAL_MODE_VECTOR))
-        core.uc.reg_write(UC_X86_REG_SS, (stack - 0xFFF0) >> 4)
+        core.load_segment(UC_X86_REG_SS, (stack - 0xFFF0) >> 4)
         core.uc.reg_write(UC_X86_REG_RSP, 0xFFF0)
     elif snippet.mode == "protected":
         core.uc.context_restore(pvh_entry_context())

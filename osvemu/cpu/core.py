@@ -45,7 +45,6 @@ from osvemu.platform.lapic import LocalApic
 
 #: Each instance's translation cache; Unicorn reserves 1 GiB by default.
 TCG_BUFFER_SIZE = 32 << 20
-_OPCODE_HLT = 0xF4
 _OPCODE_VMMCALL = bytes.fromhex("0f01d9")
 _OPCODE_VMCALL = bytes.fromhex("0f01c1")
 
@@ -132,6 +131,12 @@ class Core:
         self.on_event: Callable[[Core, str, dict], None] | None = None
         self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
         self.uc.ctl_set_tcg_buffer_size(TCG_BUFFER_SIZE)
+        # With exits disabled, Unicorn walks the guest page tables for the
+        # ``until`` address of every slice; the failed walk sets CR2 and
+        # QEMU's pending-exception record, so a later real fault escalates to
+        # a silent triple fault.  An empty exit list avoids the walk.
+        self.uc.ctl_exits_enabled(True)
+        self.uc.ctl_set_exits([])
         self.internals = CoreInternals(self.uc)
         for mapping in view.mappings:
             self.uc.mem_map_ptr(mapping.gpa, mapping.size, UC_PROT_ALL, mapping.host_address)
@@ -164,7 +169,6 @@ class Core:
         self.uc.context_restore(pvh_entry_context())
         self.uc.reg_write(r.UC_X86_REG_RBX, start_info)
         self.uc.reg_write(r.UC_X86_REG_RIP, entry)
-        self.apic_base_msr |= x86.APIC_BASE_BSP
         self.state = CoreState.RUNNING
 
     # ------------------------------------------------------------ INIT / SIPI / NMI
@@ -174,7 +178,7 @@ class Core:
             self.lapic.reset()
         self.nmi_pending = False
         self.state = CoreState.WAIT_FOR_SIPI
-        self.uc.emu_stop()
+        self.request_stop()  # it does not resume here: a SIPI loads a new context
         self._event("init", {})
 
     def startup(self, vector: int) -> bool:
@@ -225,10 +229,10 @@ class Core:
         rip = self.uc.reg_read(r.UC_X86_REG_RIP)
         error: UcError | None = None
         try:
-            self.uc.emu_start(rip, 0xFFFFFFFFFFFFFFFF, 0, count)
+            self.uc.emu_start(rip, 0, 0, count)  # ``until`` is ignored: exits are enabled and empty
         except UcError as caught:
             error = caught
-        retired = self.internals.retired(count) if count else 0
+        retired = self.internals.retired() if count else 0
         self.instructions += retired
         if self.hook_error is not None:
             hook_error, self.hook_error = self.hook_error, None
@@ -237,19 +241,21 @@ class Core:
             raise EmulatorError(f"core {self.index}: error in a hook: {hook_error!r}") from hook_error
         if error is not None and self.state is not CoreState.STOPPED:
             self.stop_with_fault("emulation error", str(error))
-        if self.state is CoreState.RUNNING and not self.exit_requested and (count == 0 or retired < count):
-            self._maybe_halted()
+        if self.state is CoreState.RUNNING and not self.exit_requested and self.internals.halted():
+            self.state = CoreState.HALTED
+            self._event("hlt", {"rip": self.uc.reg_read(r.UC_X86_REG_RIP)})
         return retired
 
-    def _maybe_halted(self) -> None:
-        rip = self.uc.reg_read(r.UC_X86_REG_RIP)
-        try:
-            previous = self.read_linear(rip - 1, 1)[0]
-        except (TranslationFault, GuestFault):
-            return
-        if previous == _OPCODE_HLT:
-            self.state = CoreState.HALTED
-            self._event("hlt", {"rip": rip})
+    def request_stop(self) -> None:
+        """End the running slice now (from another thread, or from a hook
+        whose instruction will not resume: a fault, INIT, the exit port)."""
+        self.uc.emu_stop()
+
+    def stop_after_instruction(self) -> None:
+        """From inside an MMIO or port I/O hook: end the slice once the current
+        instruction completes.  In fast mode the slice just runs on."""
+        if self.counted:
+            self.internals.end_slice_here()
 
     def wake(self) -> None:
         if self.state is CoreState.HALTED:
@@ -280,7 +286,7 @@ class Core:
     def stop_with_fault(self, kind: str, description: str, chain: list[str] | None = None) -> None:
         self.state = CoreState.STOPPED
         self.fault = self.fault_report(kind, description, chain or [])
-        self.uc.emu_stop()
+        self.request_stop()
         self._event("fault", {"report": self.fault.one_line()})
 
     def fault_report(self, kind: str, description: str, chain: list[str]) -> FaultReport:
@@ -306,8 +312,8 @@ class Core:
 
     def _is_software_interrupt(self, rip: int, vector: int) -> bool:
         try:
-            before = self.read_linear(rip - 2, 2)
-        except Exception:  # noqa: BLE001
+            before = self.read_linear(self.code_linear(rip - 2), 2)
+        except (TranslationFault, GuestFault):
             return False
         return before == bytes((0xCD, vector)) or (vector == x86.VECTOR_BP and before[1] == 0xCC) or (
             vector == x86.VECTOR_OF and before[1] == 0xCE)
@@ -316,8 +322,8 @@ class Core:
     def _on_invalid_instruction(self, uc: Uc, _data: object) -> bool:
         rip = uc.reg_read(r.UC_X86_REG_RIP)
         try:
-            opcode = self.read_linear(rip, 3)
-        except Exception:  # noqa: BLE001
+            opcode = self.read_linear(self.code_linear(rip), 3)
+        except (TranslationFault, GuestFault):
             opcode = b""
         if opcode in (_OPCODE_VMMCALL, _OPCODE_VMCALL) and self.platform.hypercall(self):
             return True
@@ -352,7 +358,7 @@ class Core:
         if self.lapic:
             self.lapic.write(offset & ~3, value)
             if self.lapic.irr and self.lapic.pending_vector() is not None:
-                uc.emu_stop()  # end the slice so the interrupt is taken promptly
+                self.stop_after_instruction()  # so the interrupt is taken promptly
 
     @_guarded
     def _device_read(self, uc: Uc, offset: int, size: int, device: SharedDevice) -> int:
@@ -441,30 +447,44 @@ class Core:
         values["efer"] = self.efer()
         return values
 
-    def disassemble(self, address: int, count: int = 1) -> str:
-        mode = self.mode()
-        if mode is Mode.LONG and self.uc.reg_read(r.UC_X86_REG_CS) and not self._cs_is_64bit():
-            mode = Mode.PROTECTED
-        cs_mode = {Mode.REAL: capstone.CS_MODE_16, Mode.PROTECTED: capstone.CS_MODE_32, Mode.LONG: capstone.CS_MODE_64}[mode]
-        disassembler = capstone.Cs(capstone.CS_ARCH_X86, cs_mode)
-        code = self.read_linear(address, 15 * count)
-        lines = [f"{i.mnemonic} {i.op_str}".strip() for i in disassembler.disasm(code, address, count)]
-        return "; ".join(lines) if lines else "<invalid>"
+    def code_width(self) -> int:
+        """16, 32 or 64: the operand width the current code segment decodes
+        with, from its hidden descriptor (L and D/B bits, Intel SDM Vol. 3A 3.4.5)."""
+        _, _, _, flags = self.internals.segment("cs")
+        if self.efer() & x86.EFER_LMA and flags & x86.DESC_L:
+            return 64
+        return 32 if flags & x86.DESC_DB else 16
 
-    def _cs_is_64bit(self) -> bool:
-        try:
-            _, gdt_base, gdt_limit, _ = self.uc.reg_read(r.UC_X86_REG_GDTR)
-            selector = self.uc.reg_read(r.UC_X86_REG_CS) & ~7
-            if selector + 7 > gdt_limit:
-                return True
-            descriptor = int.from_bytes(self.read_linear(gdt_base + selector, 8), "little")
-            return bool(descriptor & (1 << 53))
-        except Exception:  # noqa: BLE001
-            return True
+    def code_linear(self, offset: int) -> int:
+        """The linear address of ``offset`` in the current code segment."""
+        if self.code_width() == 64:
+            return offset
+        _, base, _, _ = self.internals.segment("cs")
+        return (base + offset) & 0xFFFFFFFF
+
+    def load_segment(self, reg: int, selector: int) -> None:
+        """Load a segment register; in real mode the hidden base follows the
+        selector (the CpuAccess protocol of osvemu.cpu.delivery)."""
+        if self.mode() is Mode.REAL:
+            self.internals.load_real_mode_segment(_SEGMENT_NAMES[reg], selector)
+        else:
+            self.uc.reg_write(reg, selector)
+
+    def disassemble(self, offset: int, count: int = 1) -> str:
+        """``count`` instructions at ``offset`` in the current code segment."""
+        width = self.code_width()
+        cs_mode = {16: capstone.CS_MODE_16, 32: capstone.CS_MODE_32, 64: capstone.CS_MODE_64}[width]
+        disassembler = capstone.Cs(capstone.CS_ARCH_X86, cs_mode)
+        code = self.read_linear(self.code_linear(offset), 15 * count)
+        lines = [f"{i.mnemonic} {i.op_str}".strip() for i in disassembler.disasm(code, offset, count)]
+        return "; ".join(lines) if lines else "<invalid>"
 
     def _event(self, kind: str, fields: dict) -> None:
         if self.on_event is not None:
             self.on_event(self, kind, fields)
 
+
+_SEGMENT_NAMES = {r.UC_X86_REG_ES: "es", r.UC_X86_REG_CS: "cs", r.UC_X86_REG_SS: "ss", r.UC_X86_REG_DS: "ds",
+                  r.UC_X86_REG_FS: "fs", r.UC_X86_REG_GS: "gs"}
 
 __all__ = ["BOOT_GDT", "GENERAL_REGISTERS", "Core", "CoreState", "Platform"]

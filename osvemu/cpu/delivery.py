@@ -59,6 +59,7 @@ class CpuAccess(Protocol):
     def set_cpl(self, cpl: int) -> None: ...
     def read_linear(self, address: int, size: int, write: bool = False) -> bytes: ...
     def write_linear(self, address: int, data: bytes) -> None: ...
+    def load_segment(self, reg: int, selector: int) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -216,5 +217,5 @@ def _deliver_real(cpu: CpuAccess, vector: int) -> None:
     cpu.write_linear((ss << 4) + sp, struct.pack("<HHH", rip & 0xFFFF, cs, rflags & 0xFFFF))
     cpu.reg_write(UC_X86_REG_RSP, sp)
     cpu.reg_write(UC_X86_REG_RFLAGS, rflags & ~(x86.RFLAGS_IF | x86.RFLAGS_TF | x86.RFLAGS_AC))
-    cpu.reg_write(UC_X86_REG_CS, segment)
+    cpu.load_segment(UC_X86_REG_CS, segment)
     cpu.reg_write(UC_X86_REG_RIP, ip)

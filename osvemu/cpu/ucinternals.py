@@ -18,6 +18,17 @@ API leaves out (see ../shared/REFERENCE.md, "Unicorn 2.1.4"):
   6.15, Table 6-5).  QEMU clears it once delivery succeeds, but Unicorn hands
   delivery to the hook and never clears it, so without a reset every second
   #GP/#DE/#PF of a run would arrive as a double fault.
+* ``uc_struct.emu_count``: the limit of the running counted slice.  Lowering
+  it to the current count from inside a hook ends the slice after the current
+  instruction.  ``emu_stop`` from an MMIO callback instead abandons the
+  instruction after its access took effect, so the store runs again on resume.
+* ``CPUState.halted``: set when the last slice ended at HLT.  ``emu_start``
+  returns after HLT as after any stop, so without it a HLT that ends a slice
+  at the same moment a host timer stops it would be mistaken for a stop.
+* ``CPUX86State.segs``: the segment caches.  In a 64-bit Unicorn instance a
+  segment register write sets only the selector, so a real-mode segment load
+  (interrupt delivery through the IVT, a STARTUP IPI) sets the hidden base
+  ``selector << 4`` here (Intel SDM Vol. 3A 20.1.1).
 
 The offsets are not hard-coded: :func:`locate` finds them once per process by
 running small probes whose outcome is known, and fails loudly if the installed
@@ -31,8 +42,16 @@ import struct
 from dataclasses import dataclass
 from functools import cache
 
-from unicorn import UC_ARCH_X86, UC_HOOK_INTR, UC_MODE_64, Uc, UcError
-from unicorn.x86_const import UC_X86_REG_GDTR, UC_X86_REG_RAX, UC_X86_REG_RBX, UC_X86_REG_RIP
+from unicorn import UC_ARCH_X86, UC_HOOK_INTR, UC_MODE_16, UC_MODE_64, Uc, UcError
+from unicorn.x86_const import (
+    UC_X86_REG_ES,
+    UC_X86_REG_GDTR,
+    UC_X86_REG_RAX,
+    UC_X86_REG_RBX,
+    UC_X86_REG_RCX,
+    UC_X86_REG_RDX,
+    UC_X86_REG_RIP,
+)
 
 from osvemu.errors import EmulatorError
 
@@ -41,6 +60,12 @@ _U64 = struct.Struct("<Q")
 _PROBE_BASE = 0x1000
 _PROBE_COUNT = 0x7654321  # an unlikely value to find beside the counter
 _PROBE_SELECTOR = 0x1238  # a GDT selector beyond the probe GDT's limit
+_PROBE_SEGMENT = 0x1357  # a real-mode segment: base 0x13570
+#: QEMU's SegmentCache: selector u32, (pad), base u64, limit u32, flags u32.
+SEGMENT_CACHE = struct.Struct("<IxxxxQII")
+#: QEMU's segment register order in CPUX86State.segs.
+SEGMENT_INDEX = {"es": 0, "cs": 1, "ss": 2, "ds": 3, "fs": 4, "gs": 5}
+REAL_MODE_LIMIT = 0xFFFF
 
 
 @dataclass(frozen=True)
@@ -49,6 +74,9 @@ class UnicornInternals:
     error_code_offset: int  # of CPUX86State.error_code, in a saved context
     old_exception_offset: int  # of CPUX86State.old_exception, in a saved context
     hflags_offset: int  # of CPUX86State.hflags (CPL in bits 1:0), in a saved context
+    segments_offset: int  # of CPUX86State.segs[R_ES], in a saved context
+    cpu_pointer_offset: int  # of uc_struct.cpu (the CPUState), from the handle
+    halted_offset: int  # of CPUState.halted, from the CPUState
 
 
 def _probe_instance(code: bytes) -> Uc:
@@ -102,7 +130,7 @@ def _locate_cpu_fields() -> tuple[int, int]:
     # old_exception was left set; repeat it with old_exception cleared.
     if len(old) != 1:
         raise EmulatorError("cannot locate Unicorn's pending-exception field: unsupported Unicorn version")
-    internals = UnicornInternals(0, 0, old[0], 0)
+    old_exception_offset = old[0]
     uc2 = _probe_instance(bytes.fromhex("8ed8" "f4"))
     uc2.reg_write(UC_X86_REG_GDTR, (0, 0x8000, 0xF, 0))
     uc2.reg_write(UC_X86_REG_RAX, _PROBE_SELECTOR)
@@ -122,7 +150,7 @@ def _locate_cpu_fields() -> tuple[int, int]:
            if seen and _I32.unpack_from(seen[0], o)[0] == _PROBE_SELECTOR and _I32.unpack_from(base, o)[0] == 0]
     if not err:
         raise EmulatorError("cannot locate Unicorn's exception error code: unsupported Unicorn version")
-    return err[0], internals.old_exception_offset
+    return err[0], old_exception_offset
 
 
 def _locate_hflags() -> int:
@@ -145,11 +173,67 @@ def _locate_hflags() -> int:
     return hits[0]
 
 
+def _locate_segments() -> int:
+    """A 16-bit instance loads ES in real mode (base = selector << 4); find
+    that selector/base pair in the saved context."""
+    uc = Uc(UC_ARCH_X86, UC_MODE_16)
+    uc.reg_write(UC_X86_REG_ES, _PROBE_SEGMENT)
+    raw = _context_bytes(uc)
+    for offset in range(0, len(raw) - SEGMENT_CACHE.size, 4):
+        selector, base, _, _ = SEGMENT_CACHE.unpack_from(raw, offset)
+        if selector == _PROBE_SEGMENT and base == _PROBE_SEGMENT << 4:
+            return offset
+    raise EmulatorError("cannot locate Unicorn's segment caches: unsupported Unicorn version")
+
+
+def _readable_ranges() -> list[tuple[int, int]]:
+    ranges = []
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            addresses, permissions = line.split()[:2]
+            if permissions.startswith("r"):
+                low, high = (int(x, 16) for x in addresses.split("-"))
+                ranges.append((low, high))
+    return ranges
+
+
+def _locate_halted() -> tuple[int, int]:
+    """Find uc_struct's CPUState pointer (the object whose memory holds the
+    probe's register values) and in it the word HLT sets to 1 and a counted
+    slice that ends without HLT resets to 0."""
+    uc = _probe_instance(bytes.fromhex("90" "f4" "90" "90" "90"))
+    markers = [0x5A5A000000000000 + i * 0x1111 for i in range(4)]
+    for register, value in zip((UC_X86_REG_RAX, UC_X86_REG_RCX, UC_X86_REG_RDX, UC_X86_REG_RBX), markers):
+        uc.reg_write(register, value)
+    pattern = b"".join(_U64.pack(value) for value in markers)
+    ranges = _readable_ranges()
+    window = 0x20000
+    handle = ctypes.string_at(uc._uch.value, 0x1000)
+    for pointer_offset in range(0, len(handle), 8):
+        pointer = _U64.unpack_from(handle, pointer_offset)[0]
+        if not any(low <= pointer and pointer + window <= high for low, high in ranges):
+            continue
+        env = ctypes.string_at(pointer, window).find(pattern)
+        if env <= 0:
+            continue
+        before = ctypes.string_at(pointer, env)
+        uc.emu_start(_PROBE_BASE, 0, 0, 5)  # stops at the HLT
+        after_hlt = ctypes.string_at(pointer, env)
+        uc.emu_start(_PROBE_BASE + 2, 0, 0, 1)  # one NOP, stopped by the count
+        after_nop = ctypes.string_at(pointer, env)
+        for offset in range(0, env, 4):
+            if (_I32.unpack_from(before, offset)[0], _I32.unpack_from(after_hlt, offset)[0],
+                    _I32.unpack_from(after_nop, offset)[0]) == (0, 1, 0):
+                return pointer_offset, offset
+    raise EmulatorError("cannot locate Unicorn's halted flag: unsupported Unicorn version")
+
+
 @cache
 def locate() -> UnicornInternals:
     """Find the offsets once per process (a few milliseconds)."""
     error_code, old_exception = _locate_cpu_fields()
-    return UnicornInternals(_locate_counter(), error_code, old_exception, _locate_hflags())
+    return UnicornInternals(_locate_counter(), error_code, old_exception, _locate_hflags(), _locate_segments(),
+                            *_locate_halted())
 
 
 class CoreInternals:
@@ -158,16 +242,28 @@ class CoreInternals:
     def __init__(self, uc: Uc) -> None:
         self._internals = locate()
         self._counter = ctypes.c_uint64.from_address(uc._uch.value + self._internals.counter_offset)
+        self._limit = ctypes.c_uint64.from_address(uc._uch.value + self._internals.counter_offset + 8)
+        cpu = ctypes.c_uint64.from_address(uc._uch.value + self._internals.cpu_pointer_offset).value
+        self._halted = ctypes.c_uint32.from_address(cpu + self._internals.halted_offset)
         self._uc = uc
         self._context = uc.context_save()
 
-    def retired(self, count: int) -> int:
-        """Instructions retired by the last ``emu_start(count=count)``.
+    def retired(self) -> int:
+        """Instructions retired by the last counted ``emu_start``.
 
         Unicorn increments the counter before each instruction and stops once
-        it exceeds ``count``, so a slice that ran out reads ``count + 1``.
+        it exceeds the limit, so a slice that ran out reads ``limit + 1``.
         """
-        return min(self._counter.value, count)
+        return min(self._counter.value, self._limit.value)
+
+    def halted(self) -> bool:
+        """Whether the last slice ended at HLT."""
+        return bool(self._halted.value)
+
+    def end_slice_here(self) -> None:
+        """From inside a hook of a counted slice: stop before the next
+        instruction, with this one complete and counted."""
+        self._limit.value = self._counter.value
 
     def retired_so_far(self) -> int:
         """Instructions retired in the current slice, read from inside a hook
@@ -180,6 +276,26 @@ class CoreInternals:
         address = ctypes.cast(self._context.context, ctypes.c_void_p).value + self._internals.hflags_offset
         flags = ctypes.c_uint32.from_address(address)
         flags.value = (flags.value & ~3) | cpl
+        self._uc.context_restore(self._context)
+
+    def segment(self, name: str) -> tuple[int, int, int, int]:
+        """The hidden segment cache: (selector, base, limit, flags), where
+        flags holds the descriptor's high dword bits (D/B is bit 22, L bit 21)."""
+        self._uc.context_update(self._context)
+        address = ctypes.cast(self._context.context, ctypes.c_void_p).value + self._internals.segments_offset
+        return SEGMENT_CACHE.unpack(ctypes.string_at(address + SEGMENT_INDEX[name] * SEGMENT_CACHE.size,
+                                                     SEGMENT_CACHE.size))
+
+    def load_real_mode_segment(self, name: str, selector: int) -> None:
+        """Load a segment register as real mode does: base = selector << 4,
+        limit 64 KiB, access rights kept (Intel SDM Vol. 3A 20.1.1)."""
+        self._uc.context_update(self._context)
+        address = ctypes.cast(self._context.context, ctypes.c_void_p).value + self._internals.segments_offset
+        address += SEGMENT_INDEX[name] * SEGMENT_CACHE.size
+        raw = ctypes.string_at(address, SEGMENT_CACHE.size)
+        _, _, _, flags = SEGMENT_CACHE.unpack(raw)
+        ctypes.memmove(address, SEGMENT_CACHE.pack(selector & 0xFFFF, (selector & 0xFFFF) << 4, REAL_MODE_LIMIT, flags),
+                       SEGMENT_CACHE.size)
         self._uc.context_restore(self._context)
 
     def take_exception_error_code(self) -> int:

@@ -11,6 +11,10 @@ CR4_PAE = 1 << 5
 CR4_LA57 = 1 << 12
 EFER_LME = 1 << 8
 EFER_LMA = 1 << 10
+
+# Segment descriptor high-dword bits (Intel SDM Vol. 3A 3.4.5, Figure 3-8).
+DESC_L = 1 << 21  # 64-bit code segment
+DESC_DB = 1 << 22  # default operation size 32 bits
 EFER_NXE = 1 << 11
 
 # RFLAGS (SDM Vol. 1 3.4.3)

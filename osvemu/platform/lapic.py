@@ -164,6 +164,15 @@ class LocalApic:
             return self.timer_initial - elapsed_ticks % self.timer_initial
         return max(0, self.timer_initial - elapsed_ticks)
 
+    def timer_can_interrupt(self) -> bool:
+        """Whether the next expiry would raise a deliverable interrupt: the
+        APIC is software-enabled, the LVT entry unmasked and its vector's
+        priority class above the PPR (Intel SDM Vol. 3A 10.8.3.1)."""
+        lvt = self.lvt[APIC_LVT_TIMER]
+        if self.timer_deadline is None or lvt & LVT_MASKED or not self.software_enabled:
+            return False
+        return (lvt & 0xF0) > (self.ppr & 0xF0)
+
     def advance_timer(self, now: int) -> int:
         """Fire the timer for every expiry up to ``now``; return how many."""
         fired = 0

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from osvemu.cpu.core import Core, CoreState
 from osvemu.cpu.memory import Mapping, MemoryBank, MemoryView
 from osvemu.cpu.templates import BOOT_GDT, BOOT_TSS
+from osvemu.cpu.x86 import APIC_BASE_BSP
 from osvemu.errors import GuestFault, ImageError
 from osvemu.image import KernelImage, check_placement, executable_ranges
 from osvemu.platform import layout
@@ -80,6 +81,9 @@ class Machine:
             core.lapic = LocalApic(cpu.apic_id, self._send_ipi, core.now_ns)
             self.bus.attach(core)
             self.cores.append(core)
+        # The BSP flag of IA32_APIC_BASE (Intel SDM Vol. 3A 10.4.4): the
+        # firmware tables name the first core as the boot processor.
+        self.cores[0].apic_base_msr |= APIC_BASE_BSP
 
     # ------------------------------------------------------------ memory
     def _backing_size(self) -> int:
@@ -158,7 +162,7 @@ class Machine:
         if self.exit is None:
             self.exit = ExitRequest(status, core.index)
         core.exit_requested = True
-        core.uc.emu_stop()
+        core.request_stop()
 
     def cpuid(self, core: Core, leaf: int, subleaf: int) -> tuple[int, int, int, int]:
         from osvemu.cpu.x86 import APIC_BASE_ENABLE

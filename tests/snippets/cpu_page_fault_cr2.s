@@ -1,25 +1,21 @@
 ;! description = "a write to a not-present 4 KiB page raises #PF with CR2 = the address and error code W; the handler maps it and the write completes"
 ;! mode = "long"
-;! max_instructions = 20000
+;! max_instructions = 5000
 ;! [expect.memory]
 ;! 0x405010 = "ef be ad de"      # the retried write landed in the mapped frame
+;! 0x200028 = "63 50 40 00"      # PTE now present (and accessed, dirty)
 ;! [expect.cores.0]
 ;! r12 = 0x40005010              # CR2 seen by the handler
 ;! r13 = 0x2                     # error code: not present, write, supervisor
 ;! r14 = 1                       # handler ran once
 ;! r15 = 0xdeadbeef              # read back through the new mapping
 ;! state = "halted"
-    # page table at 0x200000 mapping 0x40000000-0x401fffff -> 0x400000-0x5fffff (4 KiB pages)
+    # page table at 0x200000 for 0x40000000-0x401fffff: only page 5 -> 0x405000, not present
     mov rdi, 0x200000
-    mov rax, 0x400003
+    xor eax, eax
     mov ecx, 512
-fill:
-    mov qword ptr [rdi], rax
-    add rax, 0x1000
-    add rdi, 8
-    dec ecx
-    jnz fill
-    and qword ptr [0x200000 + 5*8], -2     # page 5 (0x40005000) not present
+    rep stosq
+    mov qword ptr [0x200000 + 5*8], 0x405002
     mov qword ptr [0x5000], 0x200003       # PD entry for 0x40000000 -> the page table
     mov rax, cr3
     mov cr3, rax
