@@ -45,10 +45,6 @@ tramp:
     cli
     xor ax, ax
     mov ds, ax
-    # CS:IP = 0800:0000; far jump to 0000:linear so IP equals the linear address
-    .byte 0xea
-    .word 0x8000 + flat - tramp
-    .word 0
 flat:
     lock inc dword ptr [0x8f00]
     # slot index: LAPIC ID is not reachable from real mode, use cpuid leaf 1
