@@ -66,6 +66,14 @@ class Scheduler:
         self._current: Core | None = None
         self._skipped_ns = 0
         self._host_start = 0.0
+        self._deadline: float | None = None
+        self._stopper: _SliceStopper | None = None
+        self._index = 0  # next core in the current round
+        self._ran_this_round = False
+        self._resume: tuple[int, int] | None = None  # (instructions left, virtual ns) of a paused slice
+        #: Set (by a breakpoint, a trace filter or the debugger) to make
+        #: :meth:`advance` return after the running slice.
+        self.pause_requested = False
 
     # ------------------------------------------------------------ helpers
     def _can_wake(self, core: Core) -> bool:
@@ -95,57 +103,120 @@ class Scheduler:
 
     # ------------------------------------------------------------ main loop
     def run(self) -> RunResult:
-        self._host_start = time.monotonic()
-        stopper = _SliceStopper(self) if self.fast else None
+        """Run to the end: exit port, every core idle, a limit or a fault."""
+        self.start()
         try:
-            status, reason = self._loop()
+            outcome = None
+            while outcome is None:
+                outcome = self.advance()
+                self.pause_requested = False  # nobody listens for pauses here
         finally:
-            if stopper:
-                stopper.stop()
-            self.machine.console.close()
+            result = self.finish(outcome)
+        return result
+
+    def start(self) -> None:
+        self._host_start = time.monotonic()
+        self._deadline = self._host_start + self.limits.timeout if self.limits.timeout else None
+        self._stopper = _SliceStopper(self) if self.fast else None
+
+    def finish(self, outcome: tuple[int, str] | None) -> RunResult:
+        if self._stopper:
+            self._stopper.stop()
+            self._stopper = None
+        self.machine.console.close()
+        status, reason = outcome if outcome is not None else (EXIT_FAULT, "interrupted")
         faults = [core.fault for core in self.machine.cores if core.fault is not None]
         return RunResult(status, reason, time.monotonic() - self._host_start, self._now(), self.rounds, faults)
 
-    def _loop(self) -> tuple[int, str]:
-        machine, cores = self.machine, self.machine.cores
-        count = 0 if self.fast else self.quantum
-        deadline = self._host_start + self.limits.timeout if self.limits.timeout else None
+    def advance(self) -> tuple[int, str] | None:
+        """Run until the run ends (return its status and reason) or until
+        someone sets ``pause_requested`` (return None; call again to go on).
+
+        A pause can fall inside a core's slice (a breakpoint); the next call
+        resumes that core with the rest of its quantum and its virtual clock,
+        so a paused run retires exactly the instructions an unpaused one does.
+        """
+        cores = self.machine.cores
         while True:
-            ran = False
-            for core in cores:
-                state = core.state
-                if state is CoreState.STOPPED or state is CoreState.WAIT_FOR_SIPI:
+            while self._index < len(cores):
+                core = cores[self._index]
+                if self._resume is not None:
+                    budget, start_ns = self._resume
+                    self._resume = None
+                    self._run_slice(core, budget, start_ns)
+                elif self._prepare(core):
+                    self._run_slice(core, 0 if self.fast else self.quantum, self._now())
+                else:
+                    self._index += 1
                     continue
-                now = self._now()
-                if core.lapic.timer_deadline is not None and core.lapic.timer_deadline <= now:
-                    core.lapic.advance_timer(now)
-                if state is CoreState.HALTED:
-                    if not self._can_wake(core):
-                        continue
-                    core.wake()
-                if core.nmi_pending or core.lapic.irr:
-                    core.service_interrupts()
-                    if core.state is not CoreState.RUNNING:
-                        continue
-                self._current = core
-                core.run(count, now)
-                self._current = None
-                ran = True
-                if machine.exit is not None:
-                    return machine.exit.status, f"guest wrote {machine.exit.status} to the exit port (core {machine.exit.core})"
-            self.rounds += 1
-            if not self.fast:
-                self.now_ns += self.quantum * clock.NS_PER_INSTRUCTION
-            if not ran:
-                wake_at = self._next_deadline()
-                if wake_at is None:
-                    return self._idle_result()
-                self._skip_to(wake_at)
-            if self.limits.max_instructions is not None and not self.fast and \
-                    self._total_instructions() >= self.limits.max_instructions:
-                return EXIT_LIMIT, f"stopped after {self._total_instructions()} instructions (--max-instructions)"
-            if deadline is not None and time.monotonic() >= deadline:
-                return EXIT_LIMIT, f"stopped after {self.limits.timeout:g} s (--timeout)"
+                if self.machine.exit is not None:
+                    exit_request = self.machine.exit
+                    return exit_request.status, f"guest wrote {exit_request.status} to the exit port (core {exit_request.core})"
+                if self._resume is None:
+                    self._index += 1
+                if self.pause_requested:
+                    return None
+            outcome = self._end_round()
+            if outcome is not None:
+                return outcome
+
+    def _prepare(self, core: Core) -> bool:
+        """Timers, wake-up and interrupt delivery before a slice; whether the core runs."""
+        state = core.state
+        if state is CoreState.STOPPED or state is CoreState.WAIT_FOR_SIPI:
+            return False
+        now = self._now()
+        if core.lapic.timer_deadline is not None and core.lapic.timer_deadline <= now:
+            core.lapic.advance_timer(now)
+        if state is CoreState.HALTED:
+            if not self._can_wake(core):
+                return False
+            core.wake()
+        if core.nmi_pending or core.lapic.irr:
+            core.service_interrupts()
+        return core.state is CoreState.RUNNING
+
+    def _run_slice(self, core: Core, count: int, start_ns: int) -> None:
+        self._current = core
+        retired = core.run(count, start_ns)
+        self._current = None
+        self._ran_this_round = True
+        if count and core.paused_mid_slice and retired < count and core.state is CoreState.RUNNING:
+            self._resume = (count - retired, start_ns + retired * clock.NS_PER_INSTRUCTION)
+
+    def step(self, core: Core) -> int:
+        """Execute one instruction on ``core`` while the run is paused (the
+        debugger's stepi).  On the core whose slice was interrupted it uses up
+        that slice; on another core it runs out of turn."""
+        if core.state is CoreState.HALTED:
+            return 0
+        if self._resume is not None and core.index == self._index:
+            budget, start_ns = self._resume
+            retired = core.run(1, start_ns)
+            self._resume = (budget - retired, start_ns + retired * clock.NS_PER_INSTRUCTION) \
+                if budget - retired > 0 else None
+            if self._resume is None:
+                self._index += 1
+            return retired
+        return core.run(1, self._now())
+
+    def _end_round(self) -> tuple[int, str] | None:
+        self._index = 0
+        ran, self._ran_this_round = self._ran_this_round, False
+        self.rounds += 1
+        if not self.fast:
+            self.now_ns += self.quantum * clock.NS_PER_INSTRUCTION
+        if not ran:
+            wake_at = self._next_deadline()
+            if wake_at is None:
+                return self._idle_result()
+            self._skip_to(wake_at)
+        if self.limits.max_instructions is not None and not self.fast and \
+                self._total_instructions() >= self.limits.max_instructions:
+            return EXIT_LIMIT, f"stopped after {self._total_instructions()} instructions (--max-instructions)"
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            return EXIT_LIMIT, f"stopped after {self.limits.timeout:g} s (--timeout)"
+        return None
 
     def _skip_to(self, wake_at: int) -> None:
         if self.fast:

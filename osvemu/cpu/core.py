@@ -127,6 +127,8 @@ class Core:
         self.hook_error: BaseException | None = None
         self.exit_requested = False
         self.slice_start_ns = 0
+        self.paused_mid_slice = False
+        self._stopped_before_instruction = False
         self.counted = True
         self.on_event: Callable[[Core, str, dict], None] | None = None
         self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
@@ -226,6 +228,8 @@ class Core:
         how many retired (exact when ``count`` > 0)."""
         self.slice_start_ns = now_ns
         self.counted = count > 0
+        self.paused_mid_slice = False
+        self._stopped_before_instruction = False
         rip = self.uc.reg_read(r.UC_X86_REG_RIP)
         error: UcError | None = None
         try:
@@ -233,6 +237,8 @@ class Core:
         except UcError as caught:
             error = caught
         retired = self.internals.retired() if count else 0
+        if count and self._stopped_before_instruction:
+            retired -= 1  # the count hook had already counted the instruction a breakpoint held back
         self.instructions += retired
         if self.hook_error is not None:
             hook_error, self.hook_error = self.hook_error, None
@@ -250,6 +256,22 @@ class Core:
         """End the running slice now (from another thread, or from a hook
         whose instruction will not resume: a fault, INIT, the exit port)."""
         self.uc.emu_stop()
+
+    def pause_before_instruction(self) -> None:
+        """From a code hook (a breakpoint): stop with the hooked instruction
+        not executed; the scheduler resumes the rest of the slice later."""
+        self._stopped_before_instruction = True
+        self.paused_mid_slice = True
+        self.uc.emu_stop()
+
+    def pause_after_instruction(self) -> None:
+        """From a memory hook (a watchpoint): stop once the accessing
+        instruction completes; the scheduler resumes the rest of the slice."""
+        self.paused_mid_slice = True
+        if self.counted:
+            self.internals.end_slice_here()
+        else:
+            self.uc.emu_stop()
 
     def stop_after_instruction(self) -> None:
         """From inside an MMIO or port I/O hook: end the slice once the current
