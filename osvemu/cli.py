@@ -1,13 +1,19 @@
-"""Command line: ``osvemu boot IMAGE [options]``."""
+"""Command line: ``osvemu boot|trace|debug IMAGE [options]``."""
 
 from __future__ import annotations
 
 import argparse
 import re
 import sys
+from dataclasses import dataclass
 
 from osvemu.errors import ConfigError, OsvemuError
+from osvemu.image import KernelImage, load_image
 from osvemu.platform import layout
+from osvemu.platform.machine import Machine, MachineConfig
+from osvemu.platform.topology import Topology
+from osvemu.report import build_report, check_writable, write_report
+from osvemu.scheduler import DEFAULT_QUANTUM, RunLimits, RunResult, Scheduler
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?)(i?B)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "K": layout.KiB, "M": layout.MiB, "G": layout.GiB, "T": 1 << 40}
@@ -63,32 +69,64 @@ def add_machine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report", default=None, help="write a JSON report to this file")
 
 
+def add_gdb_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--gdb", metavar="[HOST:]PORT", default=None,
+                        help="serve the GDB remote protocol (localhost unless HOST is given)")
+    parser.add_argument("--gdb-wait", action="store_true", help="wait for the debugger before the first instruction")
+
+
+def add_trace_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--core", type=int, action="append", default=None, metavar="N",
+                        help="trace only this core (repeatable; default all)")
+    parser.add_argument("--from", dest="start", metavar="SYMBOL|ADDR", help="start tracing when a core reaches it")
+    parser.add_argument("--until", metavar="SYMBOL|ADDR", help="stop tracing (and the run) when a core reaches it")
+    parser.add_argument("--range", metavar="LO-HI", help="trace instructions only in this address range")
+    parser.add_argument("--count", type=_positive("count"), help="stop after this many traced instructions")
+    parser.add_argument("--events-only", action="store_true", help="trace events, not instructions")
+    parser.add_argument("--regs", action="store_true", help="show the registers each instruction changed")
+    parser.add_argument("--watch", action="append", default=[], metavar="ADDR[:LEN]",
+                        help="report every write to this memory (repeatable)")
+    parser.add_argument("-o", "--output", default="-", metavar="FILE", help="trace file (default standard output)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="osvemu", description="Emulated many-core AMD Opteron machine.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     boot = commands.add_parser("boot", help="boot an ELF image on the machine")
     add_machine_options(boot)
+    add_gdb_options(boot)
+    trace = commands.add_parser("trace", help="boot an image and trace instructions and events")
+    add_machine_options(trace)
+    add_trace_options(trace)
+    debug = commands.add_parser("debug", help="boot an image under a gdb-style debugger console")
+    add_machine_options(debug)
     return parser
 
 
-def boot(args: argparse.Namespace) -> int:
-    from osvemu.image import load_image
-    from osvemu.platform.machine import Machine, MachineConfig
-    from osvemu.platform.topology import Topology
-    from osvemu.report import build_report, check_writable, write_report
-    from osvemu.scheduler import DEFAULT_QUANTUM, RunLimits, Scheduler
+@dataclass
+class Session:
+    machine: Machine
+    scheduler: Scheduler
+    image: KernelImage
 
+
+def prepare(args: argparse.Namespace, console=None) -> Session:
+    """Build, load and boot the machine the options describe."""
     topology = Topology(args.sockets, args.cores_per_socket, args.memory)
     if args.report:
         check_writable(args.report)
     image = load_image(args.image)
-    machine = Machine(MachineConfig(topology, args.cmdline))
+    machine = Machine(MachineConfig(topology, args.cmdline, console=console))
     machine.boot(image)
     scheduler = Scheduler(machine, args.quantum or DEFAULT_QUANTUM, args.fast,
                           RunLimits(args.max_instructions, args.timeout))
-    result = scheduler.run()
+    return Session(machine, scheduler, image)
+
+
+def conclude(args: argparse.Namespace, session: Session, result: RunResult) -> int:
+    """Write the report and the one-line reason; return the exit status."""
     if args.report:
-        write_report(args.report, build_report(machine, scheduler, result))
+        write_report(args.report, build_report(session.machine, session.scheduler, result))
     for fault in result.faults:
         print(f"osvemu: {fault.one_line()}", file=sys.stderr)
     if result.status != 0 or result.faults:
@@ -96,12 +134,51 @@ def boot(args: argparse.Namespace) -> int:
     return result.status
 
 
+def boot(args: argparse.Namespace) -> int:
+    session = prepare(args)
+    if args.gdb is None:
+        if args.gdb_wait:
+            raise ConfigError("--gdb-wait needs --gdb [HOST:]PORT")
+        return conclude(args, session, session.scheduler.run())
+    from osvemu.debug.engine import Debugger
+    from osvemu.debug.gdbstub import GdbStub, parse_address
+
+    host, port = parse_address(args.gdb)
+    stub = GdbStub(Debugger(session.machine, session.scheduler), host, port, wait=args.gdb_wait)
+    session.scheduler.start()
+    outcome = None
+    try:
+        outcome = stub.serve()
+    finally:
+        result = session.scheduler.finish(outcome)
+    return conclude(args, session, result)
+
+
+def trace(args: argparse.Namespace) -> int:
+    from osvemu.debug.tracer import TraceOptions, run_trace
+
+    options = TraceOptions.from_args(args)
+    with options.open_output() as output:
+        session = prepare(args, console=options.console_sink(output))
+        result = run_trace(session.machine, session.scheduler, session.image, options, output)
+    return conclude(args, session, result)
+
+
+def debug(args: argparse.Namespace) -> int:
+    from osvemu.debug.console import DebugConsole
+
+    session = prepare(args)
+    console = DebugConsole(session.machine, session.scheduler, session.image)
+    return console.main(sys.stdin, sys.stdout)
+
+
+COMMANDS = {"boot": boot, "trace": trace, "debug": debug}
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        if args.command == "boot":
-            return boot(args)
-        return 2
+        return COMMANDS[args.command](args)
     except OsvemuError as error:
         print(f"osvemu: {error}", file=sys.stderr)
         return error.exit_status

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from unicorn.x86_const import UC_X86_REG_RFLAGS
@@ -74,6 +75,8 @@ class Scheduler:
         #: Set (by a breakpoint, a trace filter or the debugger) to make
         #: :meth:`advance` return after the running slice.
         self.pause_requested = False
+        self.last_core = 0  # the core that ran last
+        self.on_slice_end: Callable[[Core], None] | None = None  # the tracer's
 
     # ------------------------------------------------------------ helpers
     def _can_wake(self, core: Core) -> bool:
@@ -167,7 +170,9 @@ class Scheduler:
             return False
         now = self._now()
         if core.lapic.timer_deadline is not None and core.lapic.timer_deadline <= now:
-            core.lapic.advance_timer(now)
+            fired = core.lapic.advance_timer(now)
+            if fired:
+                self.machine.timer_fired(core, fired)
         if state is CoreState.HALTED:
             if not self._can_wake(core):
                 return False
@@ -178,9 +183,12 @@ class Scheduler:
 
     def _run_slice(self, core: Core, count: int, start_ns: int) -> None:
         self._current = core
+        self.last_core = core.index
         retired = core.run(count, start_ns)
         self._current = None
         self._ran_this_round = True
+        if self.on_slice_end is not None:
+            self.on_slice_end(core)
         if count and core.paused_mid_slice and retired < count and core.state is CoreState.RUNNING:
             self._resume = (count - retired, start_ns + retired * clock.NS_PER_INSTRUCTION)
 

@@ -129,6 +129,8 @@ class Core:
         self.slice_start_ns = 0
         self.paused_mid_slice = False
         self._stopped_before_instruction = False
+        self.uc_running = False  # inside emu_start (hooks may read the in-slice count)
+        self.skip_breakpoint_at: int | None = None  # a debugger breakpoint to run through once
         self.counted = True
         self.on_event: Callable[[Core, str, dict], None] | None = None
         self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
@@ -232,10 +234,13 @@ class Core:
         self._stopped_before_instruction = False
         rip = self.uc.reg_read(r.UC_X86_REG_RIP)
         error: UcError | None = None
+        self.uc_running = True
         try:
             self.uc.emu_start(rip, 0, 0, count)  # ``until`` is ignored: exits are enabled and empty
         except UcError as caught:
             error = caught
+        finally:
+            self.uc_running = False
         retired = self.internals.retired() if count else 0
         if count and self._stopped_before_instruction:
             retired -= 1  # the count hook had already counted the instruction a breakpoint held back
@@ -286,6 +291,7 @@ class Core:
     # ------------------------------------------------------------ delivery
     def _take(self, vector: int, source: Source, error_code: int | None, kind: str) -> None:
         chain: list[str] = []
+        interrupted_at = self.uc.reg_read(r.UC_X86_REG_RIP)
         try:
             deliver(self, vector, source, error_code)
         except DeliveryFault as first:
@@ -303,7 +309,8 @@ class Core:
         else:
             self.interrupts_taken += 1
         self.wake()
-        self._event(kind, {"vector": vector, "error_code": error_code})
+        self._event(kind, {"vector": vector, "error_code": error_code, "from": interrupted_at,
+                           "handler": self.uc.reg_read(r.UC_X86_REG_RIP), "rsp": self.uc.reg_read(r.UC_X86_REG_RSP)})
 
     def stop_with_fault(self, kind: str, description: str, chain: list[str] | None = None) -> None:
         self.state = CoreState.STOPPED
@@ -500,6 +507,13 @@ class Core:
         code = self.read_linear(self.code_linear(offset), 15 * count)
         lines = [f"{i.mnemonic} {i.op_str}".strip() for i in disassembler.disasm(code, offset, count)]
         return "; ".join(lines) if lines else "<invalid>"
+
+    def retired_now(self) -> int:
+        """Instructions this core has retired, counting the slice in progress
+        (read from a hook: the current instruction is not yet included)."""
+        if self.counted and self.uc_running:
+            return self.instructions + self.internals.retired_so_far() - 1
+        return self.instructions
 
     def _event(self, kind: str, fields: dict) -> None:
         if self.on_event is not None:

@@ -164,6 +164,10 @@ class LocalApic:
             return self.timer_initial - elapsed_ticks % self.timer_initial
         return max(0, self.timer_initial - elapsed_ticks)
 
+    @property
+    def lvt_timer_vector(self) -> int:
+        return self.lvt[APIC_LVT_TIMER] & 0xFF
+
     def timer_can_interrupt(self) -> bool:
         """Whether the next expiry would raise a deliverable interrupt: the
         APIC is software-enabled, the LVT entry unmasked and its vector's

@@ -13,6 +13,7 @@ from osvemu.cpu.memory import Mapping, MemoryBank, MemoryView
 from osvemu.cpu.templates import BOOT_GDT, BOOT_TSS
 from osvemu.cpu.x86 import APIC_BASE_BSP
 from osvemu.errors import GuestFault, ImageError
+from osvemu.events import Event, EventBus
 from osvemu.image import KernelImage, check_placement, executable_ranges
 from osvemu.platform import layout
 from osvemu.platform.apicbus import ApicBus
@@ -69,7 +70,10 @@ class Machine:
         self.topology = config.topology
         self.bank = MemoryBank(self._backing_size(), "ram")
         self.view = MemoryView(self._native_mappings())
-        self.console = Console(config.console or _print_line)
+        self.events = EventBus()
+        self._print = config.console or _print_line
+        self._uart_writer = 0  # the core whose output the UART is assembling
+        self.console = Console(self._console_line)
         self.uart = Uart16550(self.console)
         self.exit: ExitRequest | None = None
         self.image: KernelImage | None = None
@@ -79,8 +83,10 @@ class Machine:
         for cpu in self.topology.cpus:
             core = Core(cpu.index, cpu.apic_id, self.view, layout.LAPIC_BASE, self)
             core.lapic = LocalApic(cpu.apic_id, self._send_ipi, core.now_ns)
+            core.on_event = self._core_event
             self.bus.attach(core)
             self.cores.append(core)
+        self.bus.on_ipi = self._ipi_event
         # The BSP flag of IA32_APIC_BASE (Intel SDM Vol. 3A 10.4.4): the
         # firmware tables name the first core as the boot processor.
         self.cores[0].apic_base_msr |= APIC_BASE_BSP
@@ -154,6 +160,7 @@ class Machine:
 
     def port_out(self, core: Core, port: int, size: int, value: int) -> None:
         if layout.COM1_PORT <= port < layout.COM1_PORT + UART_REGISTER_COUNT:
+            self._uart_writer = core.index
             self.uart.write(port - layout.COM1_PORT, value)
         elif layout.EXIT_PORT <= port < layout.EXIT_PORT + layout.EXIT_PORT_SIZE:
             self.request_exit(value & 0xFF, core)
@@ -161,6 +168,7 @@ class Machine:
     def request_exit(self, status: int, core: Core) -> None:
         if self.exit is None:
             self.exit = ExitRequest(status, core.index)
+            self.emit(core, "exit", {"status": status})
         core.exit_requested = True
         core.request_stop()
 
@@ -180,6 +188,32 @@ class Machine:
 
     def _send_ipi(self, sender: LocalApic, icr) -> None:
         self.bus.send(sender, icr)
+
+    # ------------------------------------------------------------ events
+    def emit(self, core: Core, kind: str, fields: dict) -> None:
+        if self.events:
+            self.events.emit(Event(core.index, core.retired_now(), kind, fields))
+
+    def _core_event(self, core: Core, kind: str, fields: dict) -> None:
+        self.emit(core, kind, fields)
+
+    def timer_fired(self, core: Core, count: int) -> None:
+        self.emit(core, "timer", {"count": count, "vector": core.lapic.lvt_timer_vector})
+
+    def _ipi_event(self, sender_apic_id: int, icr, decision) -> None:
+        if not self.events:
+            return
+        by_apic = {core.apic_id: core for core in self.cores}
+        sender = by_apic[sender_apic_id]
+        self.emit(sender, "ipi", {"icr": icr.describe(), "delivered": list(decision.deliveries),
+                                  "refused": [(r.apic_id, r.reason) for r in decision.refusals]})
+        for apic_id in decision.deliveries:
+            self.emit(by_apic[apic_id], "ipi-received", {"from": sender_apic_id, "icr": icr.describe()})
+
+    def _console_line(self, line: str) -> None:
+        self._print(line)
+        if self.events:
+            self.emit(self.cores[self._uart_writer], "uart", {"line": line})
 
     # ------------------------------------------------------------ state
     def all_idle(self) -> bool:

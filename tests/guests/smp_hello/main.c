@@ -65,6 +65,8 @@ struct __attribute__((packed)) sdt_header {
 extern char trampoline_start[], trampoline_end[];
 
 static volatile u32 online_count;
+/* The exit status of a successful run; a debugger may change it. */
+volatile u8 success_status = 0;
 static volatile u32 print_lock;
 static u8 apic_ids[MAX_CPUS];
 static int cpu_count;
@@ -252,5 +254,5 @@ void kmain(u32 start_info_paddr)
     puts(" of ");
     putu(cpu_count);
     puts(" cores online\n");
-    exit_run(0);
+    exit_run(success_status);
 }

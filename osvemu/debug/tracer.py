@@ -1,0 +1,373 @@
+"""``osvemu trace``: an instruction and event trace researchers can read and diff.
+
+Instruction lines::
+
+    c0        1234 0x0000000000100010 <pvh_start+0x10>        89 1d 00 10 10 00   mov dword ptr [0x101000], ebx
+
+(core, instructions that core retired before this one, address, symbol,
+bytes, disassembly; with ``--regs`` an indented line of the registers the
+instruction changed).  Event lines carry ``**`` in place of the address and
+appear in execution order among the instructions.
+
+Hooks exist only where tracing is on: instruction hooks on the traced cores
+and range, a code hook on the ``--from``/``--until`` address, memory hooks on
+``--watch`` ranges.  A run in the default deterministic mode produces a
+byte-identical trace every time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from dataclasses import dataclass, field
+from typing import IO
+
+import capstone
+from unicorn import UC_HOOK_CODE, UC_HOOK_MEM_WRITE
+from unicorn import x86_const as r
+
+from osvemu.cpu import x86
+from osvemu.cpu.core import GENERAL_REGISTERS, Core, CoreState
+from osvemu.errors import ConfigError, GuestFault
+from osvemu.events import Event
+from osvemu.image import KernelImage
+from osvemu.platform.machine import Machine
+from osvemu.scheduler import RunResult, Scheduler
+
+#: Registers --regs compares (rip is left out: the next line shows it).
+_DIFF_NAMES = tuple(name for name in GENERAL_REGISTERS if name != "rip")
+_DIFF_IDS = tuple(GENERAL_REGISTERS[name] for name in _DIFF_NAMES)
+_CAPSTONE_MODES = {16: capstone.CS_MODE_16, 32: capstone.CS_MODE_32, 64: capstone.CS_MODE_64}
+
+
+@dataclass
+class TraceOptions:
+    cores: list[int] | None = None
+    start: str | None = None
+    until: str | None = None
+    range: str | None = None
+    count: int | None = None
+    events_only: bool = False
+    regs: bool = False
+    watches: list[str] = field(default_factory=list)
+    output: str = "-"
+
+    @classmethod
+    def from_args(cls, args) -> TraceOptions:
+        if args.fast:
+            raise ConfigError("osvemu trace runs in the deterministic mode; --fast is not supported")
+        return cls(args.core, args.start, args.until, args.range, args.count, args.events_only, args.regs,
+                   args.watch, args.output)
+
+    @contextlib.contextmanager
+    def open_output(self):
+        if self.output == "-":
+            yield sys.stdout
+            sys.stdout.flush()
+            return
+        try:
+            handle = open(self.output, "w")  # noqa: SIM115 - closed below
+        except OSError as error:
+            raise ConfigError(f"-o {self.output}: cannot write: {error.strerror}") from None
+        with handle:
+            yield handle
+
+    def console_sink(self, output: IO[str]):
+        """Where guest console lines go besides the trace's ``uart`` events:
+        nowhere when the trace itself is on standard output."""
+        if output is sys.stdout:
+            return lambda line: None
+        return None  # the machine's default: standard output
+
+
+def resolve(text: str, image: KernelImage, what: str) -> int:
+    """A number (any base Python reads) or a symbol of the image."""
+    try:
+        return int(text, 0)
+    except ValueError:
+        address = image.symbols.address_of(text)
+        if address is None:
+            raise ConfigError(f"{what} {text}: no such symbol in {image.path}") from None
+        return address
+
+
+def parse_range(text: str, image: KernelImage) -> tuple[int, int]:
+    low, sep, high = text.partition("-")
+    if not sep:
+        raise ConfigError(f"--range {text}: expected LO-HI")
+    lo, hi = resolve(low, image, "--range"), resolve(high, image, "--range")
+    if hi < lo:
+        raise ConfigError(f"--range {text}: the end is below the start")
+    return lo, hi
+
+
+def parse_watch(text: str, image: KernelImage) -> tuple[int, int]:
+    where, _, length = text.partition(":")
+    size = int(length, 0) if length else 8
+    if size < 1:
+        raise ConfigError(f"--watch {text}: length must be positive")
+    return resolve(where, image, "--watch"), size
+
+
+class Tracer:
+    def __init__(self, machine: Machine, scheduler: Scheduler, image: KernelImage, options: TraceOptions,
+                 output: IO[str]) -> None:
+        self.machine, self.scheduler, self.image, self.options, self.out = machine, scheduler, image, options, output
+        count = len(machine.cores)
+        for index in options.cores or []:
+            if not 0 <= index < count:
+                raise ConfigError(f"--core {index}: the machine has cores 0-{count - 1}")
+        self.cores = [machine.cores[i] for i in sorted(set(options.cores))] if options.cores else list(machine.cores)
+        self.traced = {core.index for core in self.cores}
+        self.range = parse_range(options.range, image) if options.range else None
+        self.watches = [parse_watch(w, image) for w in options.watches]
+        self.start = resolve(options.start, image, "--from") if options.start else None
+        self.until = resolve(options.until, image, "--until") if options.until else None
+        self.active = False
+        self.traced_count = 0
+        self._end_reason: str | None = None
+        self._activate = False
+        self._hooks: list[tuple[Core, int]] = []
+        self._start_hooks: list[tuple[Core, int]] = []
+        self._pending: dict[int, tuple[str, tuple[int, ...]]] = {}  # per core: line waiting for its register diff
+        self._mode: dict[int, tuple[int, int, int]] = {}
+        self._disassemblers = {width: capstone.Cs(capstone.CS_ARCH_X86, mode) for width, mode in _CAPSTONE_MODES.items()}
+        self._text_cache: dict[tuple[int, int, bytes], str] = {}
+        self._symbol_cache: dict[int, str] = {}
+        self._width: dict[int, tuple[tuple[int, int, int], int]] = {}
+
+    # ------------------------------------------------------------ the run
+    def run(self) -> tuple[int, str]:
+        self.machine.events.subscribe(self._on_event)
+        self.scheduler.on_slice_end = self._on_slice_end
+        if self.start is None:
+            self._start_tracing()
+        else:
+            for core in self.machine.cores:
+                self._start_hooks.append((core, core.uc.hook_add(UC_HOOK_CODE, self._on_start, core,
+                                                                 self.start, self.start)))
+        if self.until is not None:
+            for core in self.machine.cores:
+                self._hooks.append((core, core.uc.hook_add(UC_HOOK_CODE, self._on_until, core,
+                                                           self.until, self.until)))
+        while True:
+            outcome = self.scheduler.advance()
+            self.scheduler.pause_requested = False
+            if outcome is not None:
+                self._flush_all()
+                return outcome
+            if self._activate:
+                self._activate = False
+                for core, handle in self._start_hooks:
+                    core.uc.hook_del(handle)
+                self._start_hooks.clear()
+                self._start_tracing()
+            if self._end_reason is not None:
+                self._flush_all()
+                return 0, self._end_reason
+
+    def close(self) -> None:
+        self.machine.events.unsubscribe(self._on_event)
+        self.scheduler.on_slice_end = None
+        for core, handle in self._hooks + self._start_hooks:
+            core.uc.hook_del(handle)
+
+    def _start_tracing(self) -> None:
+        self.active = True
+        for core in self.cores:
+            if not self.options.events_only:
+                low, high = self.range if self.range else (1, 0)
+                self._hooks.append((core, core.uc.hook_add(UC_HOOK_CODE, self._on_instruction, core, low, high)))
+            for address, length in self.watches:
+                self._hooks.append((core, core.uc.hook_add(UC_HOOK_MEM_WRITE, self._on_write, core,
+                                                           address, address + length - 1)))
+            core.uc.ctl_flush_tb()  # translated code would not call the new hooks
+        for core in self.cores:
+            self._check_mode(core)
+
+    # ------------------------------------------------------------ hooks
+    def _on_start(self, uc, address: int, size: int, core: Core) -> None:
+        self._activate = True
+        core.pause_before_instruction()
+        self.scheduler.pause_requested = True
+
+    def _on_until(self, uc, address: int, size: int, core: Core) -> None:
+        if not self.active:
+            return
+        self._end_reason = f"core {core.index} reached --until {self.options.until} ({address:#x})"
+        self._write_event(core.index, core.retired_now(), "until", {"address": address})
+        core.pause_before_instruction()
+        self.scheduler.pause_requested = True
+
+    def _on_instruction(self, uc, address: int, size: int, core: Core) -> None:
+        if self._end_reason is not None:
+            return
+        if self.options.count is not None and self.traced_count >= self.options.count:
+            self._end_reason = f"traced {self.traced_count} instructions (--count)"
+            core.pause_before_instruction()
+            self.scheduler.pause_requested = True
+            return
+        self.traced_count += 1
+        index = core.retired_now()
+        self._flush(core)
+        width = self._check_mode(core)
+        code = bytes(uc.mem_read(address, size))
+        line = (f"c{core.index:<3} {index:>10} {address:#018x} {self._symbol(address):<28} "
+                f"{code.hex(' '):<30} {self._text(width, address, code)}\n")
+        if self.options.regs:
+            self._pending[core.index] = (line, tuple(uc.reg_read_batch(_DIFF_IDS)))
+        else:
+            self.out.write(line)
+
+    def _on_write(self, uc, access: int, address: int, size: int, value: int, core: Core) -> None:
+        rip = uc.reg_read(r.UC_X86_REG_RIP)
+        self._write_event(core.index, core.retired_now(), "write", {
+            "address": address, "size": size, "value": value & ((1 << (8 * size)) - 1), "rip": rip})
+
+    def _on_slice_end(self, core: Core) -> None:
+        if self.active and core.index in self.traced:
+            self._flush(core)
+            self._check_mode(core)
+
+    def _on_event(self, event: Event) -> None:
+        if not self.active or event.core not in self.traced:
+            return
+        core = self.machine.cores[event.core]
+        self._flush(core)
+        self._write_event(event.core, event.instruction, event.kind, event.fields)
+        if event.kind in ("init", "sipi"):  # a new start: the mode before it is gone
+            self._mode.pop(core.index, None)
+            self._width.pop(core.index, None)
+        self._check_mode(core)
+
+    # ------------------------------------------------------------ output
+    def _flush(self, core: Core) -> None:
+        pending = self._pending.pop(core.index, None)
+        if pending is None:
+            return
+        line, before = pending
+        after = core.uc.reg_read_batch(_DIFF_IDS)
+        changes = [f"{name} {old:#x} -> {new:#x}" for name, old, new in zip(_DIFF_NAMES, before, after) if old != new]
+        self.out.write(line)
+        if changes:
+            self.out.write(f"{'':>16}{', '.join(changes)}\n")
+
+    def _flush_all(self) -> None:
+        for core in self.cores:
+            self._flush(core)
+
+    def _write_event(self, core: int, index: int, kind: str, fields: dict) -> None:
+        self.out.write(f"c{core:<3} {index:>10} {'**':<18} {kind} {self._describe(kind, fields)}\n")
+
+    def _describe(self, kind: str, fields: dict) -> str:
+        if kind in ("interrupt", "exception", "nmi"):
+            text = f"vector {fields['vector']:#04x}"
+            if fields.get("error_code") is not None:
+                text += f" error code {fields['error_code']:#x}"
+            if "from" in fields:
+                text += (f" at {fields['from']:#x} {self._symbol(fields['from'])} -> handler "
+                         f"{fields['handler']:#x} {self._symbol(fields['handler'])}, frame at rsp {fields['rsp']:#x}")
+            if "cause" in fields:
+                text += f" ({fields['cause']})"
+            return text
+        if kind == "ipi":
+            text = fields["icr"]
+            if fields["delivered"]:
+                text += " -> APIC " + ", ".join(str(a) for a in fields["delivered"])
+            for apic_id, reason in fields["refused"]:
+                text += f"; refused {apic_id if apic_id is not None else ''}: {reason}"
+            return text
+        if kind == "ipi-received":
+            return f"{fields['icr']} from APIC {fields['from']}"
+        if kind == "sipi":
+            return f"vector {fields['vector']:#04x}: start in real mode at {fields['address']:#x}"
+        if kind == "init":
+            return "wait for SIPI"
+        if kind == "hlt":
+            return f"at {fields['rip']:#x} {self._symbol(fields['rip'])}"
+        if kind == "timer":
+            return f"LVT timer vector {fields['vector']:#04x} fired {fields['count']} time(s)"
+        if kind == "uart":
+            return repr(fields["line"])
+        if kind == "exit":
+            return f"guest wrote {fields['status']} to port 0xf4"
+        if kind == "fault":
+            return fields["report"]
+        if kind == "mode":
+            return f"{fields['from']} -> {fields['to']}"
+        if kind == "write":
+            core_text = self._writer_text(fields["rip"])
+            return f"[{fields['address']:#x}] {fields['size']} bytes = {fields['value']:#x} by {core_text}"
+        if kind == "until":
+            return f"reached {fields['address']:#x} {self._symbol(fields['address'])}"
+        return " ".join(f"{k}={v}" for k, v in sorted(fields.items()))
+
+    def _writer_text(self, rip: int) -> str:
+        return f"{rip:#x} {self._symbol(rip)}"
+
+    def _symbol(self, address: int) -> str:
+        text = self._symbol_cache.get(address)
+        if text is None:
+            name = self.image.symbols.lookup(address)
+            text = f"<{name}>" if name else ""
+            self._symbol_cache[address] = text
+        return text
+
+    def _text(self, width: int, address: int, code: bytes) -> str:
+        key = (width, address, code)
+        text = self._text_cache.get(key)
+        if text is None:
+            found = list(self._disassemblers[width].disasm(code, address, 1))
+            text = f"{found[0].mnemonic} {found[0].op_str}".strip() if found else "(bad)"
+            self._text_cache[key] = text
+        return text
+
+    # ------------------------------------------------------------ modes
+    def _check_mode(self, core: Core) -> int:
+        """Emit a ``mode`` event when the core's operating mode changed;
+        return the code width (16, 32 or 64)."""
+        uc = core.uc
+        if core.state is CoreState.WAIT_FOR_SIPI:
+            return 16
+        key = (uc.reg_read(r.UC_X86_REG_CR0) & (x86.CR0_PE | x86.CR0_PG),
+               core.efer() & x86.EFER_LMA, uc.reg_read(r.UC_X86_REG_CS))
+        cached = self._width.get(core.index)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        try:
+            width = core.code_width()
+        except GuestFault:
+            width = 64
+        self._width[core.index] = (key, width)
+        name = _mode_name(key, width)
+        previous = self._mode.get(core.index)
+        self._mode[core.index] = name
+        if previous is not None and previous != name:
+            self._write_event(core.index, core.retired_now(), "mode", {"from": previous, "to": name})
+        return width
+
+
+def _mode_name(key: tuple[int, int, int], width: int) -> str:
+    cr0, lma, _ = key
+    if not cr0 & x86.CR0_PE:
+        return "real"
+    paging = "paging on" if cr0 & x86.CR0_PG else "paging off"
+    if lma:
+        return "long 64-bit" if width == 64 else f"long compatibility {width}-bit"
+    return f"protected {width}-bit, {paging}"
+
+
+def run_trace(machine: Machine, scheduler: Scheduler, image: KernelImage, options: TraceOptions,
+              output: IO[str]) -> RunResult:
+    tracer = Tracer(machine, scheduler, image, options, output)
+    scheduler.start()
+    outcome = None
+    try:
+        outcome = tracer.run()
+    finally:
+        tracer.close()
+        result = scheduler.finish(outcome)
+    return result
+
+
+__all__ = ["TraceOptions", "Tracer", "run_trace"]
