@@ -20,7 +20,7 @@ from unicorn import x86_const as r
 
 from osvemu.cpu.core import Core
 from osvemu.debug import registers
-from osvemu.debug.engine import DebugMemoryError, Debugger, Stop
+from osvemu.debug.engine import Debugger, DebugMemoryError, Stop
 from osvemu.errors import ConfigError, GuestFault
 from osvemu.image import KernelImage
 from osvemu.platform.machine import Machine

@@ -243,4 +243,4 @@ def _invalidate(core: Core, start: int, end: int) -> None:
         core.uc.ctl_flush_tb()
 
 
-__all__ = ["Breakpoint", "Debugger", "DebugMemoryError", "Stop", "Watchpoint"]
+__all__ = ["Breakpoint", "DebugMemoryError", "Debugger", "Stop", "Watchpoint"]

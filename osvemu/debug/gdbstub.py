@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from osvemu.cpu.core import Core
 from osvemu.debug import registers
-from osvemu.debug.engine import WATCH_KINDS, DebugMemoryError, Debugger, Stop
+from osvemu.debug.engine import Debugger, DebugMemoryError, Stop
 from osvemu.errors import ConfigError
 
 PACKET_SIZE = 0x4000
@@ -270,7 +270,7 @@ class GdbStub:
             self._thread_core(int(text[1:], 16))
             return "OK"
         if command == "H":
-            thread = int(text[2:], 16) if text[2:] not in ("-1", "") else -1
+            thread = -1 if text[2:] in ("-1", "") else int(text[2:], 16)  # noqa: FURB166 - gdb sends bare hex
             if thread > 0:
                 self._thread_core(thread)
             if text[1] == "g":
@@ -371,7 +371,7 @@ class GdbStub:
         return self.machine.cores[thread - 1]
 
     def _register_core(self) -> Core:
-        return self._thread_core(self._register_thread if self._register_thread > 0 else 0)
+        return self._thread_core(max(0, self._register_thread))
 
     def _stop_reply(self, stop: Stop) -> str:
         if stop.kind == "exited":
