@@ -127,9 +127,10 @@ def conclude(args: argparse.Namespace, session: Session, result: RunResult) -> i
     """Write the report and the one-line reason; return the exit status."""
     if args.report:
         write_report(args.report, build_report(session.machine, session.scheduler, result))
-    for fault in result.faults:
-        print(f"osvemu: {fault.one_line()}", file=sys.stderr)
-    if result.status != 0 or result.faults:
+    fault_lines = [fault.one_line() for fault in result.faults]
+    for line in fault_lines:
+        print(f"osvemu: {line}", file=sys.stderr)
+    if (result.status != 0 or result.faults) and result.reason not in fault_lines:
         print(f"osvemu: {result.reason}", file=sys.stderr)
     return result.status
 

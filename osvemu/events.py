@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 class Event:
     core: int  # index of the core it happened on
     instruction: int  # instructions that core had retired when it happened
-    kind: str  # "interrupt", "exception", "nmi", "ipi", "ipi-received", "init", "sipi", "hlt",
+    kind: str  # "interrupt", "exception", "int" (software), "nmi", "ipi", "ipi-received", "init", "sipi", "hlt",
     #            "timer", "uart", "exit", "fault", "mode", "write"
     fields: dict = field(default_factory=dict)
 

@@ -337,7 +337,8 @@ class Core:
         if vector >= 32 or self._is_software_interrupt(rip, vector):
             source = Source.SOFTWARE
         pushes_error = source is Source.EXCEPTION and vector in x86.VECTORS_WITH_ERROR_CODE
-        self._take(vector, source, error_code if pushes_error else None, "exception")
+        kind = "exception" if source is Source.EXCEPTION else "int"
+        self._take(vector, source, error_code if pushes_error else None, kind)
 
     def _is_software_interrupt(self, rip: int, vector: int) -> bool:
         try:

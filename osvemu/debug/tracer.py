@@ -260,13 +260,13 @@ class Tracer:
         self.out.write(f"c{core:<3} {index:>10} {'**':<18} {kind} {self._describe(kind, fields)}\n")
 
     def _describe(self, kind: str, fields: dict) -> str:
-        if kind in ("interrupt", "exception", "nmi"):
+        if kind in ("interrupt", "exception", "int", "nmi"):
             text = f"vector {fields['vector']:#04x}"
             if fields.get("error_code") is not None:
                 text += f" error code {fields['error_code']:#x}"
             if "from" in fields:
-                text += (f" at {fields['from']:#x} {self._symbol(fields['from'])} -> handler "
-                         f"{fields['handler']:#x} {self._symbol(fields['handler'])}, frame at rsp {fields['rsp']:#x}")
+                text += (f" at {self._located(fields['from'])} -> handler {self._located(fields['handler'])}, "
+                         f"frame at rsp {fields['rsp']:#x}")
             if "cause" in fields:
                 text += f" ({fields['cause']})"
             return text
@@ -284,7 +284,7 @@ class Tracer:
         if kind == "init":
             return "wait for SIPI"
         if kind == "hlt":
-            return f"at {fields['rip']:#x} {self._symbol(fields['rip'])}"
+            return f"at {self._located(fields['rip'])}"
         if kind == "timer":
             return f"LVT timer vector {fields['vector']:#04x} fired {fields['count']} time(s)"
         if kind == "uart":
@@ -296,14 +296,15 @@ class Tracer:
         if kind == "mode":
             return f"{fields['from']} -> {fields['to']}"
         if kind == "write":
-            core_text = self._writer_text(fields["rip"])
-            return f"[{fields['address']:#x}] {fields['size']} bytes = {fields['value']:#x} by {core_text}"
+            return (f"[{fields['address']:#x}] {fields['size']} bytes = {fields['value']:#x} "
+                    f"by {self._located(fields['rip'])}")
         if kind == "until":
-            return f"reached {fields['address']:#x} {self._symbol(fields['address'])}"
+            return f"reached {self._located(fields['address'])}"
         return " ".join(f"{k}={v}" for k, v in sorted(fields.items()))
 
-    def _writer_text(self, rip: int) -> str:
-        return f"{rip:#x} {self._symbol(rip)}"
+    def _located(self, address: int) -> str:
+        symbol = self._symbol(address)
+        return f"{address:#x} {symbol}" if symbol else f"{address:#x}"
 
     def _symbol(self, address: int) -> str:
         text = self._symbol_cache.get(address)
