@@ -10,6 +10,7 @@ naming the problem.
 
 from __future__ import annotations
 
+import bisect
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,59 @@ class Segment:
         return bool(self.flags & PF_X)
 
 
+class SourceLines:
+    """Address -> (file, line) from the image's DWARF line programs (DWARF 5
+    section 6.2), parsed on first use: a large kernel's debug information
+    takes a while and most runs never ask."""
+
+    def __init__(self, raw: bytes) -> None:
+        self._raw = raw
+        self._rows: list[tuple[int, str, int]] | None = None
+        self._addresses: list[int] = []
+
+    def lookup(self, address: int) -> tuple[str, int] | None:
+        if self._rows is None:
+            self._rows = self._parse()
+            self._addresses = [row[0] for row in self._rows]
+        index = bisect.bisect_right(self._addresses, address) - 1
+        if index < 0:
+            return None
+        row_address, name, line = self._rows[index]
+        if address - row_address > _MAX_LINE_SPAN:
+            return None
+        return name, line
+
+    def _parse(self) -> list[tuple[int, str, int]]:
+        import io
+        rows: list[tuple[int, str, int]] = []
+        try:
+            elf = ELFFile(io.BytesIO(self._raw))
+            if not elf.has_dwarf_info():
+                return rows
+            dwarf = elf.get_dwarf_info()
+            for unit in dwarf.iter_CUs():
+                program = dwarf.line_program_for_CU(unit)
+                if program is None:
+                    continue
+                files = program["file_entry"]
+                base = 0 if program.header["version"] >= 5 else 1
+                for entry in program.get_entries():
+                    state = entry.state
+                    if state is None or state.end_sequence:
+                        continue
+                    index = state.file - base
+                    name = files[index].name.decode() if 0 <= index < len(files) else "?"
+                    rows.append((state.address, name, state.line))
+        except (ELFError, ValueError, KeyError, IndexError, AttributeError, struct.error):
+            return []
+        rows.sort()
+        return rows
+
+
+#: A line-table row further than this before an address does not describe it.
+_MAX_LINE_SPAN = 0x1000
+
+
 @dataclass(frozen=True)
 class KernelImage:
     path: str
@@ -53,6 +107,7 @@ class KernelImage:
     elf_entry: int  # e_entry, for reference
     segments: tuple[Segment, ...]
     symbols: SymbolTable
+    lines: SourceLines | None = None
 
 
 def load_image(path: str | Path) -> KernelImage:
@@ -89,7 +144,7 @@ def parse_image(raw: bytes, name: str = "<image>") -> KernelImage:
     if entry32 is None:
         raise ImageError(f"{name}: no PVH entry point (ELF note \"Xen\" type {XEN_ELFNOTE_PHYS32_ENTRY}, "
                          "XEN_ELFNOTE_PHYS32_ENTRY)")
-    return KernelImage(name, entry32, entry, tuple(segments), symbols)
+    return KernelImage(name, entry32, entry, tuple(segments), symbols, SourceLines(raw))
 
 
 def _read_segments(elf: ELFFile, raw: bytes, name: str) -> tuple[list[Segment], int | None]:

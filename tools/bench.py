@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Throughput benchmark: guest MIPS of a compute-bound loop.
+"""Throughput benchmark: guest MIPS of a compute-bound loop, and what the
+debugging tools cost.
 
 Runs, in one process and one run, the same loop
   (a) on raw Unicorn with no hooks (one instance, one uncounted emu_start),
@@ -8,6 +9,10 @@ Runs, in one process and one run, the same loop
 and prints guest MIPS, the ratio to (a), and host RSS per core.  Instruction
 totals are known from the loop shape, so fast mode (which does not count)
 is measured the same way.
+
+Then it boots the smp_hello test guest on 32 cores plainly, with a GDB client
+attached (no breakpoints) and under ``osvemu trace --events-only``, best of
+three each, and prints the host-time ratios to the plain boot.
 
     python3 tools/bench.py [--iterations N] [--quantum Q]
 """
@@ -86,6 +91,88 @@ def osvemu_run(iterations: int, cores: int, fast: bool, quantum: int) -> tuple[f
     return seconds, counted, rss_per_core
 
 
+def _boot_smp_hello(elf: Path):
+    from osvemu.image import load_image
+    from osvemu.platform.machine import Machine, MachineConfig
+    from osvemu.platform.topology import Topology
+    from osvemu.scheduler import Scheduler
+
+    machine = Machine(MachineConfig(Topology(4, 8), console=lambda line: None))
+    image = load_image(elf)
+    machine.boot(image)
+    return machine, Scheduler(machine), image
+
+
+def _plain(elf: Path) -> float:
+    _, scheduler, _ = _boot_smp_hello(elf)
+    start = time.perf_counter()
+    result = scheduler.run()
+    assert result.status == 0, result.reason
+    return time.perf_counter() - start
+
+
+def _with_gdb(elf: Path) -> float:
+    import io
+    import socket
+    import threading
+
+    from osvemu.debug.engine import Debugger
+    from osvemu.debug.gdbstub import GdbStub
+
+    machine, scheduler, _ = _boot_smp_hello(elf)
+    stub = GdbStub(Debugger(machine, scheduler), "127.0.0.1", 0, wait=True, log=io.StringIO())
+
+    def client() -> None:
+        sock = socket.create_connection(stub.address)
+        for payload in (b"qSupported", b"?", b"vCont;c"):
+            sock.sendall(b"$" + payload + b"#" + f"{sum(payload) & 0xFF:02x}".encode())
+        while b"$W" not in sock.recv(65536):
+            pass
+        sock.close()
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    start = time.perf_counter()
+    scheduler.start()
+    outcome = stub.serve()
+    scheduler.finish(outcome)
+    elapsed = time.perf_counter() - start
+    thread.join()
+    assert outcome[0] == 0, outcome
+    return elapsed
+
+
+def _events_only(elf: Path) -> float:
+    import os
+
+    from osvemu.debug.tracer import TraceOptions, run_trace
+
+    machine, scheduler, image = _boot_smp_hello(elf)
+    with open(os.devnull, "w") as sink:
+        start = time.perf_counter()
+        result = run_trace(machine, scheduler, image, TraceOptions(events_only=True), sink)
+    assert result.status == 0, result.reason
+    return time.perf_counter() - start
+
+
+def debugging_overhead(repeats: int = 3) -> None:
+    import tempfile
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from build_test_guests import build
+
+    with tempfile.TemporaryDirectory() as scratch:
+        elf = build("smp_hello", Path(scratch))
+        timings = {name: min(run(elf) for _ in range(repeats))
+                   for name, run in (("plain osvemu boot", _plain), ("boot --gdb, client attached", _with_gdb),
+                                     ("trace --events-only", _events_only))}
+    base = timings["plain osvemu boot"]
+    print()
+    print(f"{'smp_hello on 4 x 8 cores (best of 3)':40} {'seconds':>8} {'vs plain':>9}")
+    for name, seconds in timings.items():
+        print(f"{name:40} {seconds:8.3f} {seconds / base:9.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iterations", type=int, default=20_000_000, help="loop iterations per core (1-core runs)")
@@ -110,6 +197,7 @@ def main() -> None:
         rss_text = f"{rss:12.2f}" if rss is not None else f"{'-':>12}"
         print(f"{label:40} {cores:5d} {total:13d} {seconds:8.3f} {mips:8.1f} {mips / raw_mips:7.2f} {rss_text}")
     print(f"quantum {args.quantum} instructions; targets: deterministic >= 50 MIPS aggregate, fast >= 0.50 of (a)")
+    debugging_overhead()
 
 
 if __name__ == "__main__":

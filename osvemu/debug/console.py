@@ -280,6 +280,9 @@ class DebugConsole:
             text = self._format_instruction(self._instructions(core, rip, 1)[0])
         except (DebugMemoryError, IndexError):
             text = f"{self._describe(rip)}: <cannot read>"
+        source = self.image.lines.lookup(rip) if self.image.lines else None
+        if source is not None:
+            text += f"\t[{source[0]}:{source[1]}]"
         self.say(f"=> {text}")
 
     # ------------------------------------------------------------ inspecting
