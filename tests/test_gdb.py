@@ -52,6 +52,7 @@ def test_gdb_debugs_every_core(smp_hello_elf):
         "detach",
     ])
     stdout, stderr = process.communicate(timeout=120)
+    print(output, stderr)  # shown when the test fails
     # Before the first instruction: core 0 at the PVH entry, the APs waiting for SIPI.
     assert re.search(r"\* 1\s+Thread 1 \(CPU#0 \[APIC ID 0, running\]\)\s+pvh_start", output)
     assert "Thread 4 (CPU#3 [APIC ID 3, wait-for-sipi])" in output

@@ -135,12 +135,6 @@ class Core:
         self.on_event: Callable[[Core, str, dict], None] | None = None
         self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
         self.uc.ctl_set_tcg_buffer_size(TCG_BUFFER_SIZE)
-        # With exits disabled, Unicorn walks the guest page tables for the
-        # ``until`` address of every slice; the failed walk sets CR2 and
-        # QEMU's pending-exception record, so a later real fault escalates to
-        # a silent triple fault.  An empty exit list avoids the walk.
-        self.uc.ctl_exits_enabled(True)
-        self.uc.ctl_set_exits([])
         self.internals = CoreInternals(self.uc)
         for mapping in view.mappings:
             self.uc.mem_map_ptr(mapping.gpa, mapping.size, UC_PROT_ALL, mapping.host_address)
@@ -236,7 +230,7 @@ class Core:
         error: UcError | None = None
         self.uc_running = True
         try:
-            self.uc.emu_start(rip, 0, 0, count)  # ``until`` is ignored: exits are enabled and empty
+            self.uc.emu_start(rip, self._slice_until(rip), 0, count)
         except UcError as caught:
             error = caught
         finally:
@@ -256,6 +250,35 @@ class Core:
             self.state = CoreState.HALTED
             self._event("hlt", {"rip": self.uc.reg_read(r.UC_X86_REG_RIP)})
         return retired
+
+    def _slice_until(self, rip: int) -> int:
+        """The ``until`` address of a slice.
+
+        Unicorn walks the guest's page tables for ``until`` at every start; a
+        walk that fails sets CR2 and QEMU's pending-exception record without
+        raising anything, so the guest's next real fault escalates to #DF and
+        then to a silent shutdown, and its #PF handler may read a wrong CR2.
+        (Unicorn's exit list avoids the walk but an empty one made code hooks
+        stop firing in some process memory layouts.)  So ``until`` is an
+        address in a page known to translate -- the page being executed, or
+        failing that the IDT's -- at an offset the slice does not start at.
+        Should execution reach it exactly, the slice just ends early.
+        """
+        page = rip & ~(x86.PAGE_SIZE - 1)
+        until = page | (x86.PAGE_SIZE - 1) if rip != page | (x86.PAGE_SIZE - 1) else page
+        if not self.uc.reg_read(r.UC_X86_REG_CR0) & x86.CR0_PG:
+            return until
+        try:
+            self.translate(until)
+            return until
+        except (TranslationFault, GuestFault):
+            _, idt_base, _, _ = self.uc.reg_read(r.UC_X86_REG_IDTR)
+            candidate = idt_base | (x86.PAGE_SIZE - 1)
+            try:
+                self.translate(candidate)
+                return candidate if candidate != rip else idt_base
+            except (TranslationFault, GuestFault):
+                return until  # nothing translates: the guest is about to fault anyway
 
     def request_stop(self) -> None:
         """End the running slice now (from another thread, or from a hook

@@ -243,10 +243,14 @@ class CoreInternals:
         self._internals = locate()
         self._counter = ctypes.c_uint64.from_address(uc._uch.value + self._internals.counter_offset)
         self._limit = ctypes.c_uint64.from_address(uc._uch.value + self._internals.counter_offset + 8)
-        cpu = ctypes.c_uint64.from_address(uc._uch.value + self._internals.cpu_pointer_offset).value
-        self._halted = ctypes.c_uint32.from_address(cpu + self._internals.halted_offset)
         self._uc = uc
+        # Unicorn creates the CPU lazily, on the first call that needs it
+        # (context_save is one): read the CPUState pointer only after that.
         self._context = uc.context_save()
+        cpu = ctypes.c_uint64.from_address(uc._uch.value + self._internals.cpu_pointer_offset).value
+        if not cpu:
+            raise EmulatorError("Unicorn has no CPU after context_save: unsupported Unicorn version")
+        self._halted = ctypes.c_uint32.from_address(cpu + self._internals.halted_offset)
 
     def retired(self) -> int:
         """Instructions retired by the last counted ``emu_start``.

@@ -6,6 +6,7 @@ from __future__ import annotations
 CR0_PE = 1 << 0
 CR0_ET = 1 << 4
 CR0_PG = 1 << 31
+PAGE_SIZE = 4096
 CR4_PSE = 1 << 4
 CR4_PAE = 1 << 5
 CR4_LA57 = 1 << 12

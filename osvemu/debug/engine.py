@@ -235,8 +235,21 @@ class Debugger:
 
 
 def _invalidate(core: Core, start: int, end: int) -> None:
-    """Drop translated code for [start, end) on ``core``; if the range does
-    not translate in the core's current mode, drop all of it."""
+    """Drop translated code for [start, end) on ``core``.
+
+    Unicorn's remove-cache walks the core's page tables for the address; a
+    walk that faults there is not contained (it unwinds through code that
+    never set up a landing point), so the range is checked with osvemu's own
+    page walk first, and a core where it does not translate, or that has no
+    context yet, drops all its translated code instead."""
+    if core.state in (CoreState.WAIT_FOR_SIPI, CoreState.STOPPED):
+        return  # it runs no code until a SIPI, which drops the translation cache
+    try:
+        core.translate(start)
+        core.translate(end - 1)
+    except (TranslationFault, GuestFault):
+        core.uc.ctl_flush_tb()
+        return
     try:
         core.uc.ctl_remove_cache(start, end)
     except UcError:

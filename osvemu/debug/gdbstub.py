@@ -154,7 +154,8 @@ class GdbStub:
         self._resume_thread = -1  # Hc
         self._stop: Stop = Stop("interrupt", 0)
         self._killed = False
-        print(f"osvemu: gdb stub listening on {self.address[0]}:{self.address[1]}", file=log, flush=True)
+        waiting = "; the machine waits for the debugger" if wait else ""
+        print(f"osvemu: gdb stub listening on {self.address[0]}:{self.address[1]}{waiting}", file=log, flush=True)
 
     # ------------------------------------------------------------ the run
     def serve(self) -> tuple[int, str]:
