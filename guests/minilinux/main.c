@@ -2,6 +2,8 @@
 #include "kernel.h"
 
 #define XEN_HVM_START_MAGIC 0x336EC578
+#define PIC_MASTER_DATA 0x21
+#define PIC_SLAVE_DATA 0xA1
 
 struct hvm_start_info {
     u32 magic, version, flags, nr_modules;
@@ -79,6 +81,11 @@ void start_kernel(u32 start_info_paddr)
     }
     numa_init();
     printk("smpboot: Allowing %u CPUs, 0 hotplug CPUs\n", topology.nr_cpus);
+    /* Mask both 8259A PICs, as Linux does before using the local APICs:
+     * firmware leaves the PIT ticking through the PIC into LINT0 (virtual
+     * wire), and such an ExtINT would arrive on an exception vector. */
+    outb(PIC_MASTER_DATA, 0xFF);
+    outb(PIC_SLAVE_DATA, 0xFF);
     trap_init();
     setup_local_apic();
     smp_prepare_boot_cpu();
