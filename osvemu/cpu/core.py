@@ -79,6 +79,7 @@ class Platform(Protocol):
     def hypercall(self, core: Core) -> bool: ...
     def symbolize(self, address: int) -> str | None: ...
     def shared_devices(self) -> list[SharedDevice]: ...
+    def memory_violation(self, core: Core, kind: str, address: int, size: int) -> bool: ...
 
 
 class SharedDevice(Protocol):
@@ -131,6 +132,7 @@ class Core:
         self._stopped_before_instruction = False
         self.uc_running = False  # inside emu_start (hooks may read the in-slice count)
         self.skip_breakpoint_at: int | None = None  # a debugger breakpoint to run through once
+        self._scratch_pages: list[int] = []
         self.counted = True
         self.on_event: Callable[[Core, str, dict], None] | None = None
         self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
@@ -235,6 +237,9 @@ class Core:
             error = caught
         finally:
             self.uc_running = False
+        for page in self._scratch_pages:
+            self.uc.mem_unmap(page, x86.PAGE_SIZE)
+        self._scratch_pages.clear()
         retired = self.internals.retired() if count else 0
         if count and self._stopped_before_instruction:
             retired -= 1  # the count hook had already counted the instruction a breakpoint held back
@@ -246,7 +251,8 @@ class Core:
             raise EmulatorError(f"core {self.index}: error in a hook: {hook_error!r}") from hook_error
         if error is not None and self.state is not CoreState.STOPPED:
             self.stop_with_fault("emulation error", str(error))
-        if self.state is CoreState.RUNNING and not self.exit_requested and self.internals.halted():
+        if self.state is CoreState.RUNNING and not self.exit_requested and self.internals.halted() \
+                and self._after_hlt():
             self.state = CoreState.HALTED
             self._event("hlt", {"rip": self.uc.reg_read(r.UC_X86_REG_RIP)})
         return retired
@@ -279,6 +285,14 @@ class Core:
                 return candidate if candidate != rip else idt_base
             except (TranslationFault, GuestFault):
                 return until  # nothing translates: the guest is about to fault anyway
+
+    def _after_hlt(self) -> bool:
+        """A cross-check of Unicorn's halted flag: the byte before RIP is HLT."""
+        try:
+            rip = self.uc.reg_read(r.UC_X86_REG_RIP)
+            return self.read_linear(self.code_linear(rip - 1), 1) == b"\xf4"
+        except (TranslationFault, GuestFault):
+            return False
 
     def request_stop(self) -> None:
         """End the running slice now (from another thread, or from a hook
@@ -425,8 +439,22 @@ class Core:
     @_guarded
     def _on_unmapped(self, uc: Uc, access: int, address: int, size: int, value: int, _data: object) -> bool:
         kind = "fetch from" if access == UC_MEM_FETCH_UNMAPPED else "write to" if access == UC_MEM_WRITE_UNMAPPED else "read of"
-        self.stop_with_fault("unmapped memory", f"{kind} guest-physical {address:#x} ({size} bytes), which no RAM or device backs")
+        if self.platform.memory_violation(self, kind, address, size):
+            return True  # the platform mapped a scratch page: retry the access there
+        if self.state is not CoreState.STOPPED:
+            self.stop_with_fault("unmapped memory", f"{kind} guest-physical {address:#x} ({size} bytes), which no RAM "
+                                 "or device backs")
         return False
+
+    def map_scratch_page(self, physical: int, fill: int = 0xFF) -> None:
+        """Back one page with throw-away memory for the current instruction
+        only: a refused access completes without touching real memory (reads
+        see ``fill``); the page is unmapped when the slice ends."""
+        page = physical & ~(x86.PAGE_SIZE - 1)
+        self.uc.mem_map(page, x86.PAGE_SIZE)
+        self.uc.mem_write(page, bytes([fill]) * x86.PAGE_SIZE)
+        self._scratch_pages.append(page)
+        self.stop_after_instruction()
 
     @_guarded
     def _on_special_instruction(self, uc: Uc, address: int, size: int, _data: object) -> None:

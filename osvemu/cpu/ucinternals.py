@@ -197,35 +197,47 @@ def _readable_ranges() -> list[tuple[int, int]]:
     return ranges
 
 
-def _locate_halted() -> tuple[int, int]:
-    """Find uc_struct's CPUState pointer (the object whose memory holds the
-    probe's register values) and in it the word HLT sets to 1 and a counted
-    slice that ends without HLT resets to 0."""
-    uc = _probe_instance(bytes.fromhex("90" "f4" "90" "90" "90"))
+def _halted_candidates() -> set[tuple[int, int]]:
+    """(uc_struct offset of a pointer, offset of a word in the object it
+    points to) pairs where the word follows HLT exactly: 1 after a slice that
+    ended at HLT, 0 after slices that ended by count or with emu_stop."""
+    # nop; hlt; nop; nop; nop; hlt
+    uc = _probe_instance(bytes.fromhex("90" "f4" "90" "90" "90" "f4"))
     markers = [0x5A5A000000000000 + i * 0x1111 for i in range(4)]
     for register, value in zip((UC_X86_REG_RAX, UC_X86_REG_RCX, UC_X86_REG_RDX, UC_X86_REG_RBX), markers):
         uc.reg_write(register, value)
     pattern = b"".join(_U64.pack(value) for value in markers)
     ranges = _readable_ranges()
     window = 0x20000
-    handle = ctypes.string_at(uc._uch.value, 0x1000)
+    handle = ctypes.string_at(uc._uch.value, 0x800)
+    objects = []
     for pointer_offset in range(0, len(handle), 8):
         pointer = _U64.unpack_from(handle, pointer_offset)[0]
         if not any(low <= pointer and pointer + window <= high for low, high in ranges):
             continue
         env = ctypes.string_at(pointer, window).find(pattern)
-        if env <= 0:
-            continue
-        before = ctypes.string_at(pointer, env)
-        uc.emu_start(_PROBE_BASE, 0, 0, 5)  # stops at the HLT
-        after_hlt = ctypes.string_at(pointer, env)
-        uc.emu_start(_PROBE_BASE + 2, 0, 0, 1)  # one NOP, stopped by the count
-        after_nop = ctypes.string_at(pointer, env)
-        for offset in range(0, env, 4):
-            if (_I32.unpack_from(before, offset)[0], _I32.unpack_from(after_hlt, offset)[0],
-                    _I32.unpack_from(after_nop, offset)[0]) == (0, 1, 0):
-                return pointer_offset, offset
-    raise EmulatorError("cannot locate Unicorn's halted flag: unsupported Unicorn version")
+        if env > 0:
+            objects.append((pointer_offset, pointer, env))
+    steps = [(_PROBE_BASE, 5, 1), (_PROBE_BASE + 2, 1, 0), (_PROBE_BASE + 3, 5, 1), (_PROBE_BASE + 3, 1, 0)]
+    expected = [expect for _, _, expect in steps]
+    seen: dict[tuple[int, int], list[int]] = {}
+    for begin, count, _ in steps:
+        uc.emu_start(begin, 0xFFFF, 0, count)
+        for pointer_offset, pointer, env in objects:
+            raw = ctypes.string_at(pointer, env)
+            for offset in range(0, env, 4):
+                seen.setdefault((pointer_offset, offset), []).append(_I32.unpack_from(raw, offset)[0])
+    return {key for key, values in seen.items() if values == expected}
+
+
+def _locate_halted() -> tuple[int, int]:
+    """Find uc_struct's CPUState pointer and CPUState.halted: the candidates
+    two independent probe instances agree on (a structure offset is the same
+    in every instance; a coincidence in one heap layout is not)."""
+    common = _halted_candidates() & _halted_candidates()
+    if not common:
+        raise EmulatorError("cannot locate Unicorn's halted flag: unsupported Unicorn version")
+    return min(common)
 
 
 @cache

@@ -81,7 +81,7 @@ class Machine:
         self.ioapic = IoApic(FirmwareView.whole_machine(self.topology).ioapic_id)
         self.cores: list[Core] = []
         for cpu in self.topology.cpus:
-            core = Core(cpu.index, cpu.apic_id, self.view, layout.LAPIC_BASE, self)
+            core = Core(cpu.index, cpu.apic_id, self._view_for(cpu), layout.LAPIC_BASE, self)
             core.lapic = LocalApic(cpu.apic_id, self._send_ipi, core.now_ns)
             core.on_event = self._core_event
             self.bus.attach(core)
@@ -101,6 +101,19 @@ class Machine:
             mappings.append(Mapping(base, size, self.bank, offset))
             offset += size
         return mappings
+
+    def _view_for(self, cpu) -> MemoryView:
+        """The memory a core sees: all of it on the bare machine."""
+        return self.view
+
+    def machine_offset(self, physical: int) -> int:
+        """Offset of a machine-physical RAM address in the RAM bank."""
+        offset = 0
+        for base, size in layout.backed_ranges(self.topology.memory_size):
+            if base <= physical < base + size:
+                return offset + physical - base
+            offset += size
+        raise ValueError(f"{physical:#x} is not machine RAM")
 
     # ------------------------------------------------------------ boot
     def install_firmware(self) -> int:
@@ -179,6 +192,9 @@ class Machine:
 
     def hypercall(self, core: Core) -> bool:
         return False  # the bare machine has no monitor: VMMCALL raises #UD
+
+    def memory_violation(self, core: Core, kind: str, address: int, size: int) -> bool:
+        return False  # the bare machine: an access to nothing stops the core
 
     def shared_devices(self) -> list[MappedDevice]:
         return [MappedDevice(layout.IOAPIC_BASE, layout.PAGE_SIZE, self.ioapic)]

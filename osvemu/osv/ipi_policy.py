@@ -1,0 +1,88 @@
+"""OSV's decision on every ICR write: a pure function from the ICR, the
+sending APIC and the partition layout to deliveries and refusals.
+
+Rules (the paper's interface, section "Interrupt virtualization"):
+
+* fixed and lowest-priority IPIs reach only the sender's own cores; a
+  physical destination outside the partition is refused (other targets of the
+  same write are still delivered);
+* the broadcast ID 0xFF and the shorthands "all including self" / "all
+  excluding self" become deliveries to the partition's own cores only;
+* logical flat and cluster destinations are resolved against the partition's
+  own cores only (a foreign core whose logical ID matches is refused);
+* NMI, INIT and STARTUP reach only own cores;
+* SMI, ExtINT and the reserved delivery mode are refused.
+
+Inside a partition a legitimate IPI is routed exactly as on the bare machine
+(:func:`osvemu.platform.icr.resolve_destinations`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from osvemu.platform.apicbus import Refusal, RoutingDecision
+from osvemu.platform.icr import (
+    BROADCAST_ID,
+    ApicState,
+    DeliveryMode,
+    Icr,
+    Shorthand,
+    logical_match,
+    resolve_destinations,
+)
+
+REFUSED_MODES = {
+    DeliveryMode.SMI: "SMI IPIs are refused: System Management Mode belongs to no partition",
+    DeliveryMode.EXTINT: "ExtINT is not a valid ICR delivery mode and is refused",
+    DeliveryMode.RESERVED_3: "delivery mode 011 is reserved and refused",
+}
+
+
+@dataclass(frozen=True)
+class PartitionLayout:
+    """Which APIC IDs belong to which partition."""
+
+    owner: dict[int, int]  # APIC ID -> partition index
+
+    def members(self, partition: int) -> frozenset[int]:
+        return frozenset(apic for apic, owner in self.owner.items() if owner == partition)
+
+
+def route_ipi(icr: Icr, sender_apic_id: int, layout: PartitionLayout,
+              apics: Sequence[ApicState]) -> RoutingDecision:
+    """Deliveries and refusals for one ICR write (see the module docstring)."""
+    if icr.delivery_mode in REFUSED_MODES:
+        return RoutingDecision((), (Refusal(None, REFUSED_MODES[icr.delivery_mode]),))
+    partition = layout.owner.get(sender_apic_id)
+    if partition is None:
+        return RoutingDecision((), (Refusal(None, f"APIC {sender_apic_id} belongs to no partition"),))
+    own = layout.members(partition)
+    own_apics = [a for a in apics if a.apic_id in own]
+    deliveries = tuple(resolve_destinations(icr, sender_apic_id, own_apics))
+    refusals: list[Refusal] = []
+    if icr.shorthand == Shorthand.NONE:
+        if icr.logical:
+            for apic in apics:
+                if apic.apic_id not in own and logical_match(icr.destination, apic.ldr, apic.dfr) \
+                        and icr.destination != BROADCAST_ID:
+                    refusals.append(Refusal(apic.apic_id, f"logical destination {icr.destination:#04x} matches "
+                                                          f"APIC {apic.apic_id} of another partition"))
+        elif icr.destination != BROADCAST_ID and icr.destination not in own:
+            where = "another partition" if icr.destination in layout.owner else "no processor"
+            refusals.append(Refusal(icr.destination, f"physical destination APIC {icr.destination} belongs to "
+                                                     f"{where}"))
+    if icr.delivery_mode == DeliveryMode.LOWEST_PRIORITY and not deliveries and not refusals:
+        refusals.append(Refusal(None, "lowest-priority IPI matches no core of the partition"))
+    return RoutingDecision(deliveries, tuple(refusals))
+
+
+def make_policy(layout: PartitionLayout):
+    """The ApicBus routing policy for this layout."""
+    def policy(icr: Icr, sender_apic_id: int, apics: Sequence[ApicState]) -> RoutingDecision:
+        return route_ipi(icr, sender_apic_id, layout, apics)
+    return policy
+
+
+__all__ = ["REFUSED_MODES", "PartitionLayout", "make_policy", "route_ipi"]
