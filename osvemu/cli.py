@@ -55,7 +55,7 @@ def _seconds(text: str) -> float:
 
 
 def add_machine_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("image", help="x86-64 ELF image with a PVH entry note")
+    parser.add_argument("image", nargs="?", help="x86-64 ELF image with a PVH entry note")
     parser.add_argument("--sockets", type=_positive("sockets"), default=4, help="processor sockets (default 4)")
     parser.add_argument("--cores-per-socket", type=_positive("cores-per-socket"), default=8, help="cores per socket (default 8)")
     parser.add_argument("--memory", type=parse_size, default=2 * layout.GiB, help="RAM size, e.g. 2G (default)")
@@ -67,6 +67,10 @@ def add_machine_options(parser: argparse.ArgumentParser) -> None:
                         help="stop after this many instructions in total")
     parser.add_argument("--timeout", type=_seconds, default=None, help="stop after this many host seconds")
     parser.add_argument("--report", default=None, help="write a JSON report to this file")
+    parser.add_argument("--config", default=None, metavar="FILE", help="OSV partition configuration (TOML)")
+    parser.add_argument("--kernels", type=_positive("kernels"), default=None,
+                        help="OSV: split the machine evenly among N kernels (default: one per socket)")
+    parser.add_argument("--native", action="store_true", help="no OSV: the whole machine runs one kernel")
 
 
 def add_gdb_options(parser: argparse.ArgumentParser) -> None:
@@ -112,12 +116,34 @@ class Session:
 
 def prepare(args: argparse.Namespace, console=None) -> Session:
     """Build, load and boot the machine the options describe."""
-    topology = Topology(args.sockets, args.cores_per_socket, args.memory)
     if args.report:
         check_writable(args.report)
-    image = load_image(args.image)
-    machine = Machine(MachineConfig(topology, args.cmdline, console=console))
-    machine.boot(image)
+    if args.native:
+        if args.config or args.kernels:
+            raise ConfigError("--native runs one kernel on the whole machine: no --config or --kernels")
+        if args.image is None:
+            raise ConfigError("boot needs an IMAGE")
+        image = load_image(args.image)
+        machine = Machine(MachineConfig(Topology(args.sockets, args.cores_per_socket, args.memory), args.cmdline,
+                                        console=console))
+        machine.boot(image)
+    else:
+        from osvemu.osv.config import default_config, load_config
+        from osvemu.osv.monitor import OsvMachine
+
+        if args.config:
+            if args.kernels:
+                raise ConfigError("--kernels and --config both describe the partitions: use one")
+            config = load_config(args.config, image_override=args.image)
+        else:
+            if args.image is None:
+                raise ConfigError("boot needs an IMAGE (or --config FILE)")
+            load_image(args.image)  # a bad image is reported before anything else
+            config = default_config(Topology(args.sockets, args.cores_per_socket, args.memory), args.image,
+                                    args.cmdline, args.kernels)
+        machine = OsvMachine(config, console=console)
+        machine.boot_all()
+        image = machine.image
     scheduler = Scheduler(machine, args.quantum or DEFAULT_QUANTUM, args.fast,
                           RunLimits(args.max_instructions, args.timeout))
     return Session(machine, scheduler, image)

@@ -40,7 +40,7 @@ def build_report(machine: Machine, scheduler: Scheduler, result: RunResult) -> d
         },
         "image": str(machine.image.path) if machine.image else None,
         "cmdline": machine.config.cmdline,
-        "mode": "fast" if scheduler.fast else "deterministic",
+        "scheduling": "fast" if scheduler.fast else "deterministic",
         "quantum": None if scheduler.fast else scheduler.quantum,
         "exit_status": result.status,
         "reason": result.reason,
@@ -49,6 +49,40 @@ def build_report(machine: Machine, scheduler: Scheduler, result: RunResult) -> d
         "total_instructions": None if scheduler.fast else sum(c.instructions for c in machine.cores),
         "cores": cores,
         "console": machine.console.text.decode("utf-8", "replace"),
+        **_osv_section(machine),
+    }
+
+
+def _osv_section(machine: Machine) -> dict:
+    """Per kernel and per violation detail when OSV partitions the machine."""
+    partitions = getattr(machine, "partitions", None)
+    if partitions is None:
+        return {"mode": "native"}
+    stats = machine.bus.stats
+    kernels = []
+    for p in partitions:
+        kernels.append({
+            "name": p.name,
+            "image": p.plan.image,
+            "cmdline": p.plan.cmdline,
+            "cores": list(p.plan.apic_ids),
+            "memory": [{"machine": [f"{r.base:#x}", f"{r.end:#x}"], "node": r.node} for r in p.plan.memory],
+            "guest_ram": [[f"{base:#x}", f"{base + size:#x}"] for base, size, _ in p.ram],
+            "on_violation": p.plan.on_violation,
+            "exit_status": p.status,
+            "instructions": sum(c.instructions for c in p.cores),
+            "ipis_sent": sum(stats[c.apic_id].sent for c in p.cores),
+            "ipis_delivered_to": sum(stats[c.apic_id].received for c in p.cores),
+            "ipis_refused": p.ipis_refused,
+            "hypercalls": p.hypercalls,
+            "violations": p.violations,
+        })
+    return {
+        "mode": "osv",
+        "kernels": kernels,
+        "violations": [{"kernel": v.kernel, "core": v.core, "kind": v.kind, "reason": v.reason,
+                        "rip": f"{v.rip:#x}" if v.rip is not None else None} for v in machine.violations],
+        "monitor_exits": dict(machine.monitor_exits),
     }
 
 

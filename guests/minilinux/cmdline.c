@@ -47,6 +47,8 @@ void parse_cmdline(const char *cmdline)
             boot_options.maxcpus = (u32)parse_u64(value, NULL) ? (u32)parse_u64(value, NULL) : 1; /* maxcpus=0: no SMP, as in Linux */
         else if (option(p, "tsc_khz", &value) && value)
             boot_options.tsc_khz = parse_u64(value, NULL);
+        else if (option(p, "attack", &value) && value && !strncmp(value, "all", 3))
+            boot_options.attack = true;
         else if (option(p, "fault", &value) && value)
             boot_options.fault_cpu = (u32)parse_u64(value, NULL);
         else if (option(p, "primes", &value) && value)

@@ -91,6 +91,7 @@ struct boot_options {
     u32 pingpong_rounds;
     u64 tsc_khz;
     u32 fault_cpu;        /* fault=N: make CPU N take a page fault (tests) */
+    bool attack;          /* attack=all: try every way out of the partition (under OSV) */
 };
 extern struct boot_options boot_options;
 extern char boot_command_line[512];
@@ -201,6 +202,12 @@ extern u64 jiffies;
 /* --- workloads.c --- */
 struct workload_result { const char *name; u64 result; u32 checksum; bool ok; };
 void run_workloads(struct workload_result *results, u32 *count);
+
+/* --- osv.c --- */
+bool osv_present(void);
+void osv_init(void);
+void osv_attack_if_asked(void);
+__attribute__((noreturn)) void osv_finish(const struct workload_result *results, u32 count, bool ok);
 
 /* --- paging --- */
 extern u64 pml4[512];

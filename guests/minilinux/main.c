@@ -92,7 +92,12 @@ void start_kernel(u32 start_info_paddr)
     calibrate_apic_timer();
     setup_apic_timer();
     local_irq_enable();
+    bool under_osv = osv_present();
+    if (under_osv)
+        osv_init();
     smp_init();
+    if (under_osv)
+        osv_attack_if_asked();
     smp_selftest();
     struct workload_result results[4];
     u32 count = 0;
@@ -106,5 +111,7 @@ void start_kernel(u32 start_info_paddr)
         ok = ok && results[i].ok;
     }
     pr_always("%s: %s\n", summary, ok ? "OK" : "FAILED");
+    if (under_osv)
+        osv_finish(results, count, ok);
     machine_exit(ok ? EXIT_SUCCESS : EXIT_FAILURE);
 }

@@ -24,6 +24,7 @@ clear ConfigError per problem.
 
 from __future__ import annotations
 
+import itertools
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,7 +146,7 @@ def load_config(path: str | Path, image_override: str | None = None) -> OsvConfi
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
     unknown = set(data) - {"machine", "kernel", "channel"}
     if unknown:
-        raise ConfigError(f"{path}: unknown section {sorted(unknown)[0]!r}")
+        raise ConfigError(f"{path}: unknown section {min(unknown)!r}")
     machine = data.get("machine", {})
     _no_unknown(machine, MACHINE_KEYS, f"{path}: [machine]")
     topology = Topology(machine.get("sockets", 4), machine.get("cores_per_socket", 8),
@@ -202,7 +203,7 @@ def load_config(path: str | Path, image_override: str | None = None) -> OsvConfi
 def _no_unknown(table: dict, known: set[str], where: str) -> None:
     unknown = set(table) - known
     if unknown:
-        raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+        raise ConfigError(f"{where}: unknown key {min(unknown)!r}")
 
 
 def _cores(values: list, topology: Topology, where: str) -> tuple[int, ...]:
@@ -299,7 +300,7 @@ def validate(config: OsvConfig) -> None:
                 raise ConfigError(f"kernel {plan.name!r}: core {apic} is also given to kernel {seen[apic]!r}")
             seen[apic] = plan.name
     ranges = sorted((r.base, r.end, p.name) for p in config.kernels for r in p.memory)
-    for (_, end, name), (base, _, other) in zip(ranges, ranges[1:]):
+    for (_, end, name), (base, _, other) in itertools.pairwise(ranges):
         if base < end:
             raise ConfigError(f"kernels {name!r} and {other!r} overlap in memory at {base:#x}")
 

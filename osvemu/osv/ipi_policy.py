@@ -9,7 +9,9 @@ Rules (the paper's interface, section "Interrupt virtualization"):
 * the broadcast ID 0xFF and the shorthands "all including self" / "all
   excluding self" become deliveries to the partition's own cores only;
 * logical flat and cluster destinations are resolved against the partition's
-  own cores only (a foreign core whose logical ID matches is refused);
+  own cores only: logical IDs are a per-partition name space (every kernel
+  numbers its CPUs from 0), so a foreign core with a matching logical ID is
+  simply not addressed, and no refusal is recorded for it;
 * NMI, INIT and STARTUP reach only own cores;
 * SMI, ExtINT and the reserved delivery mode are refused.
 
@@ -29,7 +31,6 @@ from osvemu.platform.icr import (
     DeliveryMode,
     Icr,
     Shorthand,
-    logical_match,
     resolve_destinations,
 )
 
@@ -62,17 +63,10 @@ def route_ipi(icr: Icr, sender_apic_id: int, layout: PartitionLayout,
     own_apics = [a for a in apics if a.apic_id in own]
     deliveries = tuple(resolve_destinations(icr, sender_apic_id, own_apics))
     refusals: list[Refusal] = []
-    if icr.shorthand == Shorthand.NONE:
-        if icr.logical:
-            for apic in apics:
-                if apic.apic_id not in own and logical_match(icr.destination, apic.ldr, apic.dfr) \
-                        and icr.destination != BROADCAST_ID:
-                    refusals.append(Refusal(apic.apic_id, f"logical destination {icr.destination:#04x} matches "
-                                                          f"APIC {apic.apic_id} of another partition"))
-        elif icr.destination != BROADCAST_ID and icr.destination not in own:
-            where = "another partition" if icr.destination in layout.owner else "no processor"
-            refusals.append(Refusal(icr.destination, f"physical destination APIC {icr.destination} belongs to "
-                                                     f"{where}"))
+    physical = icr.shorthand == Shorthand.NONE and not icr.logical
+    if physical and icr.destination != BROADCAST_ID and icr.destination not in own:
+        where = "another partition" if icr.destination in layout.owner else "no processor"
+        refusals.append(Refusal(icr.destination, f"physical destination APIC {icr.destination} belongs to {where}"))
     if icr.delivery_mode == DeliveryMode.LOWEST_PRIORITY and not deliveries and not refusals:
         refusals.append(Refusal(None, "lowest-priority IPI matches no core of the partition"))
     return RoutingDecision(deliveries, tuple(refusals))

@@ -226,6 +226,11 @@ class OsvMachine(Machine):
             ecx |= CPUID_HYPERVISOR
         return eax, ebx, ecx, edx
 
+    def shared_devices(self) -> list:
+        """No device is shared between partitions: the IOAPIC belongs to none
+        (a register file every kernel could write would be a covert channel)."""
+        return []
+
     def symbolize(self, address: int) -> str | None:
         return self.image.symbols.lookup(address) if self.image else None
 
