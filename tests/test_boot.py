@@ -13,7 +13,7 @@ from keystone import KS_ARCH_X86, KS_MODE_32, Ks
 
 
 def osvemu(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "osvemu", "boot", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "osvemu", "boot", "--native", *args], capture_output=True, text=True,
                           timeout=timeout, check=False)
 
 

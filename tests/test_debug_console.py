@@ -10,7 +10,7 @@ MACHINE = ["--sockets", "1", "--cores-per-socket", "2", "--memory", "64M"]
 
 
 def debug(image, script: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "osvemu", "debug", str(image), *MACHINE, *args], input=script,
+    return subprocess.run([sys.executable, "-m", "osvemu", "debug", "--native", str(image), *MACHINE, *args], input=script,
                           capture_output=True, text=True, timeout=120, check=False)
 
 

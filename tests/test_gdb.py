@@ -18,7 +18,7 @@ MACHINE = ["--sockets", "1", "--cores-per-socket", "4", "--memory", "256M"]
 
 
 def start_stub(image, *args: str) -> tuple[subprocess.Popen, int]:
-    process = subprocess.Popen([sys.executable, "-m", "osvemu", "boot", str(image), *args, "--gdb", "127.0.0.1:0"],
+    process = subprocess.Popen([sys.executable, "-m", "osvemu", "boot", "--native", str(image), *args, "--gdb", "127.0.0.1:0"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = process.stderr.readline()
     match = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)

@@ -25,7 +25,7 @@ SUMMARY = re.compile(r"minilinux: (\d+) CPUs online(.*): (OK|FAILED)$", re.MULTI
 
 
 def boot(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "osvemu", "boot", str(IMAGE), *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "osvemu", "boot", "--native", str(IMAGE), *args], capture_output=True,
                           text=True, timeout=300, check=False)
 
 

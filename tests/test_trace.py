@@ -14,7 +14,7 @@ INSTRUCTION = re.compile(r"^c(\d+)\s+(\d+) (0x[0-9a-f]{16}) (<[^>]*>)?")
 
 
 def trace(image, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "osvemu", "trace", str(image), *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "osvemu", "trace", "--native", str(image), *args], capture_output=True,
                           text=True, timeout=120, check=False)
 
 

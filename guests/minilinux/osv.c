@@ -13,7 +13,7 @@
 #define HC_SHUTDOWN 4
 #define OSV_NOTIFY_VECTOR 0xF8
 #define SLOT_MAGIC 0x4F535631 /* "OSV1" */
-#define COLLECT_TIMEOUT_MS 20000
+#define COLLECT_TIMEOUT_MS 3000
 
 struct __attribute__((packed)) osv_self {
     u32 id, count, cores, channels;

@@ -40,6 +40,8 @@ HYPERVISOR_LEAF = 0x4000_0000
 HYPERVISOR_SIGNATURE = b"OSVOSVOSVOSV"
 CPUID_HYPERVISOR = 1 << 31
 MAX_GUEST_RAM = CHANNEL_BASE - layout.LOW_MEMORY_END
+#: The exit status of a kernel stopped for a violation (or an impossible fetch).
+VIOLATION_STATUS = 0xFF
 
 
 @dataclass
@@ -283,8 +285,10 @@ class OsvMachine(Machine):
         except (TranslationFault, GuestFault):
             physical = address
         self._violation(core, "memory", f"{kind} {physical:#x} ({size} bytes) outside the kernel's memory")
-        if partition.plan.on_violation == "stop" or kind == "fetch from":
-            self.shutdown(partition, 0xFF, core)
+        if not partition.running:
+            return False  # the stop policy ended it
+        if kind == "fetch from":  # there is no instruction to run instead
+            self.shutdown(partition, VIOLATION_STATUS, core)
             return False
         core.map_scratch_page(physical)
         return True
@@ -295,6 +299,8 @@ class OsvMachine(Machine):
         rip = core.uc.reg_read(r.UC_X86_REG_RIP)
         self.violations.append(Violation(partition.name, core.index, kind, reason, rip))
         self.emit(core, "osv", {"kind": kind, "reason": reason, "kernel": partition.name})
+        if partition.plan.on_violation == "stop":
+            self.shutdown(partition, VIOLATION_STATUS, core)
 
 
 def _special_sites(image: KernelImage) -> list[int]:
