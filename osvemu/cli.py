@@ -104,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_trace_options(trace)
     debug = commands.add_parser("debug", help="boot an image under a gdb-style debugger console")
     add_machine_options(debug)
+    tables = commands.add_parser("tables", help="print an OSV kernel's rewritten firmware tables and memory map")
+    add_machine_options(tables)
+    tables.add_argument("--kernel", required=True, metavar="NAME", help="the kernel whose tables to show")
+    tables.add_argument("--raw", metavar="DIR", help="also write the binary tables to DIR")
     return parser
 
 
@@ -199,7 +203,23 @@ def debug(args: argparse.Namespace) -> int:
     return console.main(sys.stdin, sys.stdout)
 
 
-COMMANDS = {"boot": boot, "trace": trace, "debug": debug}
+def tables(args: argparse.Namespace) -> int:
+    from osvemu.osv.tables import describe, write_raw
+
+    if args.native:
+        raise ConfigError("tables shows what OSV gives each kernel: drop --native")
+    session = prepare(args)
+    by_name = {p.name: p for p in session.machine.partitions}
+    if args.kernel not in by_name:
+        raise ConfigError(f"--kernel {args.kernel}: the kernels are {', '.join(by_name)}")
+    sys.stdout.write(describe(session.machine, by_name[args.kernel]))
+    if args.raw:
+        for path in write_raw(by_name[args.kernel], args.raw):
+            print(f"wrote {path}")
+    return 0
+
+
+COMMANDS = {"boot": boot, "trace": trace, "debug": debug, "tables": tables}
 
 
 def main(argv: list[str] | None = None) -> int:

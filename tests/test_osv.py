@@ -82,6 +82,7 @@ def test_rewritten_tables_list_only_the_kernels_resources(kernels):
         assert all(acpi.checksum_ok(t) for t in tables.values())
         madt = acpi.parse_madt(tables[b"APIC"])
         assert [apic for _, apic, _ in madt.local_apics] == own
+        assert madt.io_apics == [] and madt.overrides == []  # the IOAPIC belongs to no kernel
         srat = acpi.parse_srat(tables[b"SRAT"])
         assert [apic for _, apic, _ in srat.processors] == own
         ram = [(b, s) for b, s, _ in partition.ram]
@@ -89,6 +90,7 @@ def test_rewritten_tables_list_only_the_kernels_resources(kernels):
         assert len(acpi.parse_slit(tables[b"SLIT"])) == 1
         config = mptable.read_config(read)
         assert config.checksum_ok and [apic for apic, _, _ in config.processors] == own
+        assert config.io_apics == [] and config.io_interrupts == []
         assert [apic for apic, _, flags in config.processors if flags & mptable.CPU_BOOTSTRAP] == [own[0]]
         info = StartInfo.unpack(read(partition.firmware.start_info_address, 56))
         entries = unpack_memory_map(read(info.memmap_paddr, 24 * info.memmap_entries), info.memmap_entries)
@@ -102,8 +104,8 @@ BAD_CONFIGS = [
     ("[[kernel]]\nname='a'\ncores=[0]\n[[kernel]]\nname='b'\ncores=[0]\n", "already given"),
     ("[[kernel]]\nname='a'\ncores=[99]\n", "not an APIC ID"),
     ("[[kernel]]\nname='a'\ncores=[]\n", "no cores"),
-    ("[[kernel]]\nname='a'\ncores=[0]\nmemory={ranges=[['0x100000','0x200000']]}\n"
-     "[[kernel]]\nname='b'\ncores=[1]\nmemory={ranges=[['0x180000','0x1000000']]}\n", "overlaps"),
+    (("[[kernel]]\nname='a'\ncores=[0]\nmemory={ranges=[['0x100000','0x200000']]}\n"
+      "[[kernel]]\nname='b'\ncores=[1]\nmemory={ranges=[['0x180000','0x1000000']]}\n"), "overlaps"),
     ("[[kernel]]\nname='a'\ncores=[0]\nmemory={ranges=[['0x100000000','0x200000000']]}\n", "outside the machine"),
     ("[[kernel]]\nname='a'\ncores=[0]\nmemory={size='64G'}\n", "not enough free memory"),
     ("[[kernel]]\nname='a'\ncores=[0]\ncolour='red'\n", "unknown key 'colour'"),
@@ -197,9 +199,25 @@ def test_an_attacking_kernel_is_refused_and_harms_nobody(tmp_path):
 
 def test_a_kernel_with_the_stop_policy_is_stopped_at_its_first_violation(tmp_path):
     machine, result, lines = run_in_process(attack_config(tmp_path, 1, policy="stop"))
+    assert result.status == 42  # the run ends with the first failing kernel's status: k0 lacks a result
     k1 = machine.partitions[1]
     assert k1.status == 0xFF and all(core.state.value == "stopped" for core in k1.cores)
     assert len(machine.violations) == 1 and machine.violations[0].kind == "ipi"  # the first attack
     for name in ("k2", "k3"):
         assert any("minilinux: 8 CPUs online" in l and l.endswith(": OK") for l in lines if l.startswith(f"[{name}]"))
     assert "OSV: kernel 1 sent no result" in "\n".join(lines)
+
+
+def test_tables_command_prints_and_writes_a_kernels_tables(tmp_path):
+    run = osvemu("tables", str(IMAGE), "--kernel", "k3", "--raw", str(tmp_path / "raw"))
+    assert run.returncode == 0, run.stderr
+    assert "Kernel k3: cores [24, 25, 26, 27, 28, 29, 30, 31], 512 MiB of RAM" in run.stdout
+    assert "Processor Local APIC: UID 0, APIC ID 24, enabled" in run.stdout
+    assert "  Processor: APIC ID 24 (BSP)" in run.stdout and "APIC ID 23" not in run.stdout
+    assert "[mem 0x0000000000100000-0x00000000200fffff] usable" in run.stdout
+    raw = tmp_path / "raw"
+    assert sorted(p.name for p in raw.iterdir()) == ["apic.dat", "e820.dat", "mptable.dat", "slit.dat", "srat.dat",
+                                                    "xsdt.dat"]
+    assert acpi.checksum_ok((raw / "apic.dat").read_bytes())
+    wrong = osvemu("tables", str(IMAGE), "--kernel", "k9")
+    assert wrong.returncode == 2 and "the kernels are k0, k1, k2, k3" in wrong.stderr

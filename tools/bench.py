@@ -12,7 +12,9 @@ is measured the same way.
 
 Then it boots the smp_hello test guest on 32 cores plainly, with a GDB client
 attached (no breakpoints) and under ``osvemu trace --events-only``, best of
-three each, and prints the host-time ratios to the plain boot.
+three each, and prints the host-time ratios to the plain boot.  Last, it runs
+minilinux on 8 cores natively and as one of four kernels under OSV and prints
+instructions, host time and OSV's monitor exits by kind.
 
     python3 tools/bench.py [--iterations N] [--quantum Q]
 """
@@ -173,6 +175,44 @@ def debugging_overhead(repeats: int = 3) -> None:
         print(f"{name:40} {seconds:8.3f} {seconds / base:9.2f}")
 
 
+def osv_versus_native() -> None:
+    """The same minilinux workload on the same cores, natively (one kernel
+    on 8 cores of a 1-socket machine) and under OSV (one of four kernels of
+    8 cores on the 4-socket machine), and the monitor exits OSV took."""
+    from osvemu.image import load_image
+    from osvemu.osv.config import default_config
+    from osvemu.osv.monitor import OsvMachine
+    from osvemu.platform.machine import Machine, MachineConfig
+    from osvemu.platform.topology import Topology
+    from osvemu.scheduler import Scheduler
+
+    image_path = str(Path(__file__).resolve().parent.parent / "guests" / "minilinux.elf")
+    cmdline = "quiet"
+    native = Machine(MachineConfig(Topology(1, 8, 512 << 20), cmdline, console=lambda line: None))
+    native.boot(load_image(image_path))
+    start = time.perf_counter()
+    native_result = Scheduler(native).run()
+    native_seconds = time.perf_counter() - start
+    osv = OsvMachine(default_config(Topology(), image_path, cmdline), console=lambda line: None)
+    osv.boot_all()
+    start = time.perf_counter()
+    osv_result = Scheduler(osv).run()
+    osv_seconds = time.perf_counter() - start
+    assert native_result.status == 0 and osv_result.status == 0, (native_result.reason, osv_result.reason)
+    native_instructions = sum(c.instructions for c in native.cores)
+    kernel = osv.partitions[0]
+    osv_instructions = sum(c.instructions for c in kernel.cores)
+    print()
+    print(f"{'minilinux, 8 cores (primes + pingpong)':40} {'instructions':>13} {'seconds':>8}")
+    print(f"{'native: 1 kernel, 1 x 8 cores':40} {native_instructions:13d} {native_seconds:8.3f}")
+    print(f"{'OSV: kernel k0 of 4 x 8 cores':40} {osv_instructions:13d} {'':>8}")
+    print(f"{'OSV: all 4 kernels':40} {sum(c.instructions for c in osv.cores):13d} {osv_seconds:8.3f}")
+    print(f"k0 under OSV / native instructions: {osv_instructions / native_instructions:.3f}; "
+          f"host time per kernel under OSV / native: {osv_seconds / 4 / native_seconds:.2f}")
+    exits = ", ".join(f"{kind} {count}" for kind, count in osv.monitor_exits.items())
+    print(f"monitor exits (all kernels): {exits}; violations {len(osv.violations)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iterations", type=int, default=20_000_000, help="loop iterations per core (1-core runs)")
@@ -198,6 +238,7 @@ def main() -> None:
         print(f"{label:40} {cores:5d} {total:13d} {seconds:8.3f} {mips:8.1f} {mips / raw_mips:7.2f} {rss_text}")
     print(f"quantum {args.quantum} instructions; targets: deterministic >= 50 MIPS aggregate, fast >= 0.50 of (a)")
     debugging_overhead()
+    osv_versus_native()
 
 
 if __name__ == "__main__":

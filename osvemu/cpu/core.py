@@ -133,6 +133,7 @@ class Core:
         self.uc_running = False  # inside emu_start (hooks may read the in-slice count)
         self.skip_breakpoint_at: int | None = None  # a debugger breakpoint to run through once
         self._scratch_pages: list[int] = []
+        self._checked_until: tuple[int, int] | None = None
         self.counted = True
         self.on_event: Callable[[Core, str, dict], None] | None = None
         self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
@@ -274,8 +275,12 @@ class Core:
         until = page | (x86.PAGE_SIZE - 1) if rip != page | (x86.PAGE_SIZE - 1) else page
         if not self.uc.reg_read(r.UC_X86_REG_CR0) & x86.CR0_PG:
             return until
+        key = (self.uc.reg_read(r.UC_X86_REG_CR3), until)
+        if key == self._checked_until:
+            return until  # this page translated at the last slice start under the same page tables
         try:
             self.translate(until)
+            self._checked_until = key
             return until
         except (TranslationFault, GuestFault):
             _, idt_base, _, _ = self.uc.reg_read(r.UC_X86_REG_IDTR)

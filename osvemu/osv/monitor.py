@@ -155,8 +155,7 @@ class OsvMachine(Machine):
         memory = (MemoryRange(0, layout.CONVENTIONAL_END, first_node),) + tuple(
             MemoryRange(base, size, node) for base, size, node in partition.ram)
         reserved = tuple((gpa, size) for gpa, size, _ in self.channels_of(partition))
-        return FirmwareView(cpus, cpus[0].apic_id, memory, FirmwareView.whole_machine(self.topology).ioapic_id,
-                            reserved)
+        return FirmwareView(cpus, cpus[0].apic_id, memory, None, reserved)
 
     # ------------------------------------------------------------ boot
     def boot_all(self, images: dict[str, KernelImage] | None = None) -> None:

@@ -125,17 +125,19 @@ def sdt(signature: bytes, revision: int, body: bytes) -> bytes:
     return bytes(table)
 
 
-def build_madt(processors: list[ProcessorInfo], lapic_address: int, ioapic_id: int, ioapic_address: int) -> bytes:
+def build_madt(processors: list[ProcessorInfo], lapic_address: int, ioapic_id: int | None,
+               ioapic_address: int) -> bytes:
     """MADT with one enabled local APIC per processor, the IOAPIC, QEMU-like
     ISA overrides (IRQ0 on GSI2, the SCI level-triggered) and LINT1 as NMI."""
     body = bytearray(MADT_FIXED.pack(lapic_address, MADT_PCAT_COMPAT))
     for cpu in processors:
         body += MADT_LOCAL_APIC_ENTRY.pack(MADT_LOCAL_APIC, MADT_LOCAL_APIC_ENTRY.size, cpu.uid, cpu.apic_id,
                                            LOCAL_APIC_ENABLED)
-    body += MADT_IO_APIC_ENTRY.pack(MADT_IO_APIC, MADT_IO_APIC_ENTRY.size, ioapic_id, 0, ioapic_address, 0)
-    for source, gsi, flags in ((0, 2, 0), (9, 9, INTI_ACTIVE_HIGH | INTI_LEVEL)):
-        body += MADT_INTERRUPT_OVERRIDE_ENTRY.pack(MADT_INTERRUPT_OVERRIDE, MADT_INTERRUPT_OVERRIDE_ENTRY.size,
-                                                   0, source, gsi, flags)
+    if ioapic_id is not None:  # a view without an IOAPIC (an OSV partition) has no ISA routing either
+        body += MADT_IO_APIC_ENTRY.pack(MADT_IO_APIC, MADT_IO_APIC_ENTRY.size, ioapic_id, 0, ioapic_address, 0)
+        for source, gsi, flags in ((0, 2, 0), (9, 9, INTI_ACTIVE_HIGH | INTI_LEVEL)):
+            body += MADT_INTERRUPT_OVERRIDE_ENTRY.pack(MADT_INTERRUPT_OVERRIDE, MADT_INTERRUPT_OVERRIDE_ENTRY.size,
+                                                       0, source, gsi, flags)
     body += MADT_LOCAL_APIC_NMI_ENTRY.pack(MADT_LOCAL_APIC_NMI, MADT_LOCAL_APIC_NMI_ENTRY.size,
                                            ALL_PROCESSORS_UID, 0, 1)
     return sdt(MADT_SIGNATURE, MADT_REVISION, bytes(body))
@@ -177,7 +179,7 @@ def build_rsdp(rsdt_address: int, xsdt_address: int) -> bytes:
 
 
 def build_acpi(processors: list[ProcessorInfo], memory: list[MemoryAffinity], domains: int, *,
-               lapic_address: int, ioapic_id: int, ioapic_address: int,
+               lapic_address: int, ioapic_id: int | None, ioapic_address: int,
                tables_base: int, tables_size: int, rsdp_address: int) -> list[tuple[int, bytes]]:
     """Lay the tables out from ``tables_base`` (16-byte aligned each) and
     return (address, bytes) writes, the RSDP last."""

@@ -39,7 +39,7 @@ class FirmwareView:
     cpus: tuple[Cpu, ...]
     bsp_apic_id: int
     memory: tuple[MemoryRange, ...]  # the kernel's RAM, by NUMA node
-    ioapic_id: int
+    ioapic_id: int | None  # None: no IOAPIC is described (OSV gives it to no kernel)
     reserved: tuple[tuple[int, int], ...] = ()  # other ranges typed reserved (OSV's shared channels)
 
     @classmethod

@@ -74,7 +74,7 @@ class MpProcessor:
 
 
 def build_config_table(processors: list[MpProcessor], *, lapic_address: int, lapic_version: int,
-                       cpu_signature: int, feature_flags: int, ioapic_id: int, ioapic_address: int) -> bytes:
+                       cpu_signature: int, feature_flags: int, ioapic_id: int | None, ioapic_address: int) -> bytes:
     entries = bytearray()
     count = 0
     for cpu in processors:
@@ -84,14 +84,16 @@ def build_config_table(processors: list[MpProcessor], *, lapic_address: int, lap
         count += 1
     isa_bus = 0
     entries += BUS_ENTRY.pack(BUS, isa_bus, BUS_TYPE_ISA)
-    entries += IO_APIC_ENTRY.pack(IO_APIC, ioapic_id, IO_APIC_VERSION, IO_APIC_ENABLED, ioapic_address)
-    count += 2
-    for irq in range(ISA_IRQS):
-        if irq == CASCADE_IRQ:
-            continue
-        pin = TIMER_PIN if irq == TIMER_IRQ else irq
-        entries += INTERRUPT_ENTRY.pack(IO_INTERRUPT, INT, 0, isa_bus, irq, ioapic_id, pin)
+    count += 1
+    if ioapic_id is not None:
+        entries += IO_APIC_ENTRY.pack(IO_APIC, ioapic_id, IO_APIC_VERSION, IO_APIC_ENABLED, ioapic_address)
         count += 1
+        for irq in range(ISA_IRQS):
+            if irq == CASCADE_IRQ:
+                continue
+            pin = TIMER_PIN if irq == TIMER_IRQ else irq
+            entries += INTERRUPT_ENTRY.pack(IO_INTERRUPT, INT, 0, isa_bus, irq, ioapic_id, pin)
+            count += 1
     entries += INTERRUPT_ENTRY.pack(LOCAL_INTERRUPT, EXTINT, 0, isa_bus, 0, ALL_LOCAL_APICS, 0)
     entries += INTERRUPT_ENTRY.pack(LOCAL_INTERRUPT, NMI, 0, isa_bus, 0, ALL_LOCAL_APICS, 1)
     count += 2
