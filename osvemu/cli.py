@@ -232,6 +232,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("osvemu: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (osvemu trace ... | head): stop quietly
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":
