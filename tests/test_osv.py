@@ -221,3 +221,15 @@ def test_tables_command_prints_and_writes_a_kernels_tables(tmp_path):
     assert acpi.checksum_ok((raw / "apic.dat").read_bytes())
     wrong = osvemu("tables", str(IMAGE), "--kernel", "k9")
     assert wrong.returncode == 2 and "the kernels are k0, k1, k2, k3" in wrong.stderr
+
+
+def test_partitioned_runs_are_deterministic():
+    counts = []
+    for _ in range(2):
+        machine = OsvMachine(default_config(Topology(2, 2, 256 * layout.MiB), str(IMAGE), "quiet primes=2000"),
+                             console=lambda line: None)
+        machine.boot_all()
+        result = Scheduler(machine, quantum=997).run()
+        assert result.status == 0, result.reason
+        counts.append(([c.instructions for c in machine.cores], dict(machine.monitor_exits), result.virtual_ns))
+    assert counts[0] == counts[1]
