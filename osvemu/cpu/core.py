@@ -291,6 +291,20 @@ class Core:
             except (TranslationFault, GuestFault):
                 return until  # nothing translates: the guest is about to fault anyway
 
+    # ------------------------------------------------------------ for the monitor
+    def hypercall_registers(self) -> tuple[int, int, int, int]:
+        """(RAX, RDI, RSI, RDX) at a VMMCALL: the number and three arguments."""
+        return tuple(self.uc.reg_read_batch((r.UC_X86_REG_RAX, r.UC_X86_REG_RDI, r.UC_X86_REG_RSI,
+                                             r.UC_X86_REG_RDX)))
+
+    def finish_hypercall(self, result: int) -> None:
+        """Return ``result`` in RAX and continue after the 3-byte VMMCALL."""
+        self.uc.reg_write(r.UC_X86_REG_RAX, result & 0xFFFF_FFFF_FFFF_FFFF)
+        self.uc.reg_write(r.UC_X86_REG_RIP, self.uc.reg_read(r.UC_X86_REG_RIP) + len(_OPCODE_VMMCALL))
+
+    def current_rip(self) -> int:
+        return self.uc.reg_read(r.UC_X86_REG_RIP)
+
     def _after_hlt(self) -> bool:
         """A cross-check of Unicorn's halted flag: the byte before RIP is HLT."""
         try:

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from unicorn import x86_const as r
-
 from osvemu.cpu.core import Core, CoreState
 from osvemu.cpu.memory import Mapping, MemoryBank, MemoryView
 from osvemu.cpu.paging import TranslationFault
@@ -250,10 +248,8 @@ class OsvMachine(Machine):
         self.monitor_exits["hypercall"] += 1
         partition = self.partition_of(core)
         partition.hypercalls += 1
-        uc = core.uc
-        call = hypercalls.Call(uc.reg_read(r.UC_X86_REG_RAX),
-                               (uc.reg_read(r.UC_X86_REG_RDI), uc.reg_read(r.UC_X86_REG_RSI),
-                                uc.reg_read(r.UC_X86_REG_RDX)))
+        number, *args = core.hypercall_registers()
+        call = hypercalls.Call(number, tuple(args))
         view = hypercalls.CallerView(
             partition.index, len(self.partitions), partition.plan.apic_ids,
             ((0, layout.CONVENTIONAL_END),) + tuple((b, s) for b, s, _ in partition.ram),
@@ -267,8 +263,7 @@ class OsvMachine(Machine):
             target, vector = outcome.notify
             partition.last_notify = core.retired_now()
             self.partitions[target].cores[0].lapic.accept_fixed(vector)
-        uc.reg_write(r.UC_X86_REG_RAX, outcome.result & 0xFFFF_FFFF_FFFF_FFFF)
-        uc.reg_write(r.UC_X86_REG_RIP, uc.reg_read(r.UC_X86_REG_RIP) + 3)  # past VMMCALL
+        core.finish_hypercall(outcome.result)
         if outcome.shutdown is not None:
             self.shutdown(partition, outcome.shutdown, core)
         return True
@@ -295,7 +290,7 @@ class OsvMachine(Machine):
     def _violation(self, core: Core, kind: str, reason: str) -> None:
         partition = self.partition_of(core)
         partition.violations += 1
-        rip = core.uc.reg_read(r.UC_X86_REG_RIP)
+        rip = core.current_rip()
         self.violations.append(Violation(partition.name, core.index, kind, reason, rip))
         self.emit(core, "osv", {"kind": kind, "reason": reason, "kernel": partition.name})
         if partition.plan.on_violation == "stop":
