@@ -3,28 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from dataclasses import dataclass
 
 from osvemu.errors import ConfigError, OsvemuError
 from osvemu.image import KernelImage, load_image
 from osvemu.platform import layout
+from osvemu.platform.layout import parse_size
 from osvemu.platform.machine import Machine, MachineConfig
 from osvemu.platform.topology import Topology
 from osvemu.report import build_report, check_writable, write_report
 from osvemu.scheduler import DEFAULT_QUANTUM, RunLimits, RunResult, Scheduler
-
-_SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?)(i?B)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "K": layout.KiB, "M": layout.MiB, "G": layout.GiB, "T": 1 << 40}
-
-
-def parse_size(text: str) -> int:
-    """'2G', '512M', '65536K' or a byte count."""
-    match = _SIZE.match(text)
-    if not match:
-        raise ConfigError(f"invalid memory size {text!r} (use a number with K, M or G, e.g. 2G)")
-    return int(match.group(1)) * _UNITS[match.group(2).upper()]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -220,15 +220,4 @@ def check_placement(image: KernelImage, ram: list[tuple[int, int]],
             raise ImageError(f"{image.path}: segment at {lo:#x}-{hi:#x} lies outside RAM")
 
 
-def executable_ranges(image: KernelImage) -> list[tuple[int, int]]:
-    """Executable segments at their physical and (if different) virtual address."""
-    ranges = []
-    for segment in image.segments:
-        if segment.executable:
-            ranges.append((segment.paddr, len(segment.data)))
-            if segment.vaddr != segment.paddr:
-                ranges.append((segment.vaddr, len(segment.data)))
-    return ranges
-
-
-__all__ = ["KernelImage", "Segment", "check_placement", "executable_ranges", "load_image", "parse_image"]
+__all__ = ["KernelImage", "Segment", "check_placement", "load_image", "parse_image"]

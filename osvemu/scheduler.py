@@ -189,8 +189,8 @@ class Scheduler:
         self._ran_this_round = True
         if self.on_slice_end is not None:
             self.on_slice_end(core)
-        if count and core.paused_mid_slice and retired < count and core.state is CoreState.RUNNING:
-            self._resume = (count - retired, start_ns + retired * clock.NS_PER_INSTRUCTION)
+        if count and core.paused_mid_slice and core.state is CoreState.RUNNING:
+            self._resume = _rest_of_slice(count, start_ns, retired)
 
     def step(self, core: Core) -> int:
         """Execute one instruction on ``core`` while the run is paused (the
@@ -201,8 +201,7 @@ class Scheduler:
         if self._resume is not None and core.index == self._index:
             budget, start_ns = self._resume
             retired = core.run(1, start_ns)
-            self._resume = (budget - retired, start_ns + retired * clock.NS_PER_INSTRUCTION) \
-                if budget - retired > 0 else None
+            self._resume = _rest_of_slice(budget, start_ns, retired)
             if self._resume is None:
                 self._index += 1
             return retired
@@ -243,6 +242,14 @@ class Scheduler:
         core = self._current
         if core is not None:
             core.request_stop()
+
+
+def _rest_of_slice(budget: int, start_ns: int, retired: int) -> tuple[int, int] | None:
+    """What remains of a slice of ``budget`` instructions that started at
+    ``start_ns`` after ``retired`` of them: (instructions, virtual start)."""
+    if retired >= budget:
+        return None
+    return budget - retired, start_ns + retired * clock.NS_PER_INSTRUCTION
 
 
 class _SliceStopper:

@@ -570,13 +570,17 @@ class Core:
         else:
             self.uc.reg_write(reg, selector)
 
-    def disassemble(self, offset: int, count: int = 1) -> str:
-        """``count`` instructions at ``offset`` in the current code segment."""
-        width = self.code_width()
-        cs_mode = {16: capstone.CS_MODE_16, 32: capstone.CS_MODE_32, 64: capstone.CS_MODE_64}[width]
-        disassembler = capstone.Cs(capstone.CS_ARCH_X86, cs_mode)
+    def decode(self, offset: int, count: int = 1) -> list[capstone.CsInsn]:
+        """Up to ``count`` instructions at ``offset`` in the current code
+        segment, decoded in its operand width (TranslationFault or GuestFault
+        when the code cannot be read)."""
+        cs_mode = {16: capstone.CS_MODE_16, 32: capstone.CS_MODE_32, 64: capstone.CS_MODE_64}[self.code_width()]
         code = self.read_linear(self.code_linear(offset), 15 * count)
-        lines = [f"{i.mnemonic} {i.op_str}".strip() for i in disassembler.disasm(code, offset, count)]
+        return list(capstone.Cs(capstone.CS_ARCH_X86, cs_mode).disasm(code, offset, count))
+
+    def disassemble(self, offset: int, count: int = 1) -> str:
+        """``count`` instructions at ``offset`` in the current code segment, as text."""
+        lines = [f"{i.mnemonic} {i.op_str}".strip() for i in self.decode(offset, count)]
         return "; ".join(lines) if lines else "<invalid>"
 
     def retired_now(self) -> int:

@@ -15,10 +15,10 @@ import struct
 from collections.abc import Callable
 from typing import IO
 
-import capstone
 from unicorn import x86_const as r
 
 from osvemu.cpu.core import Core
+from osvemu.cpu.paging import TranslationFault
 from osvemu.debug import registers
 from osvemu.debug.engine import Debugger, DebugMemoryError, Stop
 from osvemu.errors import ConfigError, GuestFault
@@ -463,12 +463,10 @@ class DebugConsole:
 
     # ------------------------------------------------------------ disassembly
     def _instructions(self, core: Core, address: int, count: int) -> list:
-        width = core.code_width()
-        mode = {16: capstone.CS_MODE_16, 32: capstone.CS_MODE_32, 64: capstone.CS_MODE_64}[width]
-        disassembler = capstone.Cs(capstone.CS_ARCH_X86, mode)
-        code = self.debugger.read_memory(core.code_linear(address), 15 * count, core) if width != 64 \
-            else self.debugger.read_memory(address, 15 * count, core)
-        return list(disassembler.disasm(code, address, count))
+        try:
+            return core.decode(address, count)
+        except (TranslationFault, GuestFault) as error:
+            raise DebugMemoryError(f"cannot access memory at {address:#x}: {error}") from None
 
     def _format_instruction(self, instruction) -> str:
         return f"{self._describe(instruction.address)}:\t{instruction.mnemonic} {instruction.op_str}".rstrip()

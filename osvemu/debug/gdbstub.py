@@ -45,16 +45,6 @@ def checksum(payload: bytes) -> int:
     return sum(payload) & 0xFF
 
 
-def escape_binary(data: bytes) -> bytes:
-    out = bytearray()
-    for byte in data:
-        if byte in b"#$}*":
-            out += bytes((0x7D, byte ^ 0x20))
-        else:
-            out.append(byte)
-    return bytes(out)
-
-
 def unescape_binary(data: bytes) -> bytes:
     out, escaped = bytearray(), False
     for byte in data:
@@ -188,6 +178,9 @@ class GdbStub:
             if self._killed:
                 self.connection.close()
                 return EXIT_KILLED, "killed by the debugger"
+            if self.connection is None:  # detached: run on to the end
+                running = True
+                continue
             if resume is None:
                 continue
             if resume.step_core is not None:
@@ -319,7 +312,6 @@ class GdbStub:
         if command == "D":
             self.connection.send("OK")
             self._detach()
-            self.connection = _Detached()
             return None
         if text.startswith("qSymbol"):
             return "OK"
@@ -384,22 +376,6 @@ class GdbStub:
         if stop.kind == "watchpoint":
             reply += f"{_WATCH_REPLY[stop.watch]}:{stop.address:x};"
         return reply
-
-
-class _Detached:
-    """Stands in for the connection after ``D``: no more packets."""
-
-    packets: queue.Queue = queue.Queue()
-
-    def __init__(self) -> None:
-        self.packets = queue.Queue()
-        self.packets.put(None)
-
-    def send(self, payload) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 __all__ = ["EXIT_KILLED", "GdbStub", "parse_address"]

@@ -74,9 +74,8 @@ class OsvConfig:
 def parse_size(text: str | int, what: str) -> int:
     if isinstance(text, int):
         return text
-    from osvemu.cli import parse_size as cli_parse_size
     try:
-        return cli_parse_size(text)
+        return layout.parse_size(text)
     except ConfigError:
         raise ConfigError(f"{what}: invalid size {text!r} (use a number with K, M or G)") from None
 

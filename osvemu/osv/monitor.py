@@ -17,17 +17,16 @@ from dataclasses import dataclass, field
 from osvemu.cpu.core import Core, CoreState
 from osvemu.cpu.memory import Mapping, MemoryBank, MemoryView
 from osvemu.cpu.paging import TranslationFault
-from osvemu.cpu.templates import BOOT_GDT, BOOT_TSS
 from osvemu.errors import GuestFault, ImageError
-from osvemu.image import KernelImage, check_placement, load_image
+from osvemu.image import KernelImage, load_image
 from osvemu.osv import hypercalls
 from osvemu.osv.config import KernelPlan, OsvConfig
 from osvemu.osv.ipi_policy import PartitionLayout, make_policy
 from osvemu.platform import layout
-from osvemu.platform.firmware import Firmware, FirmwareView, build_firmware
-from osvemu.platform.machine import FIRMWARE_AREAS, INTERCEPTED_OPCODES, ExitRequest, Machine, MachineConfig
+from osvemu.platform.firmware import Firmware, FirmwareView
+from osvemu.platform.machine import ExitRequest, Machine, MachineConfig, load_image_into, write_firmware
 from osvemu.platform.topology import MemoryRange
-from osvemu.platform.uart import UART_REGISTER_COUNT, Console, Uart16550
+from osvemu.platform.uart import Console, Uart16550
 
 #: Guest-physical base of the shared channels: in the 32-bit PCI hole, typed
 #: reserved in every member's memory map.
@@ -163,18 +162,9 @@ class OsvMachine(Machine):
             path = partition.plan.image
             image = images.get(partition.name) or cache.get(path) or load_image(path)
             cache[path] = image
-            firmware = build_firmware(self.firmware_view(partition), partition.plan.cmdline)
-            for address, data in firmware.writes:
-                partition.view.write(address, data)
-            partition.view.write(layout.BOOT_GDT_ADDRESS, BOOT_GDT)
-            partition.view.write(layout.BOOT_TSS_ADDRESS, BOOT_TSS)
+            firmware = write_firmware(partition.view, self.firmware_view(partition), partition.plan.cmdline)
             ram = [(0, layout.CONVENTIONAL_END)] + [(base, size) for base, size, _ in partition.ram]
-            check_placement(image, ram, FIRMWARE_AREAS)
-            for segment in image.segments:
-                partition.view.write(segment.paddr, segment.data + bytes(segment.memsz - len(segment.data)))
-            sites = _special_sites(image)
-            for core in partition.cores:
-                core.intercept_instructions_at(sites)
+            load_image_into(partition.view, image, ram, partition.cores)
             partition.image, partition.firmware = image, firmware
             partition.cores[0].enter_pvh(image.entry32, firmware.start_info_address)
         self.image = self.partitions[0].image
@@ -186,16 +176,9 @@ class OsvMachine(Machine):
         return self._by_apic[core.apic_id]
 
     # ------------------------------------------------------------ the platform, per partition
-    def port_in(self, core: Core, port: int, size: int) -> int:
-        if layout.COM1_PORT <= port < layout.COM1_PORT + UART_REGISTER_COUNT:
-            return self.partition_of(core).uart.read(port - layout.COM1_PORT)
-        return (1 << (8 * size)) - 1
-
-    def port_out(self, core: Core, port: int, size: int, value: int) -> None:
-        if layout.COM1_PORT <= port < layout.COM1_PORT + UART_REGISTER_COUNT:
-            self.partition_of(core).uart.write(port - layout.COM1_PORT, value)
-        elif layout.EXIT_PORT <= port < layout.EXIT_PORT + layout.EXIT_PORT_SIZE:
-            self.request_exit(value & 0xFF, core)
+    def _uart_for(self, core: Core) -> Uart16550:
+        """Each kernel has its own COM1, its lines prefixed with its name."""
+        return self.partition_of(core).uart
 
     def request_exit(self, status: int, core: Core) -> None:
         """A kernel's exit ends that kernel; the run ends with the last one."""
@@ -295,21 +278,6 @@ class OsvMachine(Machine):
         self.emit(core, "osv", {"kind": kind, "reason": reason, "kernel": partition.name})
         if partition.plan.on_violation == "stop":
             self.shutdown(partition, VIOLATION_STATUS, core)
-
-
-def _special_sites(image: KernelImage) -> list[int]:
-    sites: set[int] = set()
-    for segment in image.segments:
-        if not segment.executable:
-            continue
-        for opcode in INTERCEPTED_OPCODES:
-            start = segment.data.find(opcode)
-            while start >= 0:
-                sites.add(segment.paddr + start)
-                if segment.vaddr != segment.paddr:
-                    sites.add(segment.vaddr + start)
-                start = segment.data.find(opcode, start + 1)
-    return sorted(sites)
 
 
 __all__ = ["CHANNEL_BASE", "OsvMachine", "Partition", "Violation"]

@@ -9,6 +9,10 @@ where the ACPI and MP specifications tell an OS to search.
 
 from __future__ import annotations
 
+import re
+
+from osvemu.errors import ConfigError
+
 KiB = 1 << 10
 MiB = 1 << 20
 GiB = 1 << 30
@@ -90,3 +94,15 @@ BOOT_TSS_ADDRESS = 0xFF080
 BOOT_CODE_SELECTOR = 0x08
 BOOT_DATA_SELECTOR = 0x10
 BOOT_TSS_SELECTOR = 0x18
+
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?)(i?B)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "K": KiB, "M": MiB, "G": GiB, "T": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """'2G', '512M', '65536K' or a byte count (the memory options' syntax)."""
+    match = _SIZE.match(text)
+    if not match:
+        raise ConfigError(f"invalid memory size {text!r} (use a number with K, M or G, e.g. 2G)")
+    return int(match.group(1)) * _UNITS[match.group(2).upper()]

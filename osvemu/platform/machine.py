@@ -12,13 +12,13 @@ from osvemu.cpu.core import Core, CoreState
 from osvemu.cpu.memory import Mapping, MemoryBank, MemoryView
 from osvemu.cpu.templates import BOOT_GDT, BOOT_TSS
 from osvemu.cpu.x86 import APIC_BASE_BSP
-from osvemu.errors import GuestFault, ImageError
+from osvemu.errors import ImageError
 from osvemu.events import Event, EventBus
-from osvemu.image import KernelImage, check_placement, executable_ranges
+from osvemu.image import KernelImage, check_placement
 from osvemu.platform import layout
 from osvemu.platform.apicbus import ApicBus
 from osvemu.platform.cpuid import cpuid
-from osvemu.platform.firmware import FirmwareView, build_firmware
+from osvemu.platform.firmware import Firmware, FirmwareView, build_firmware
 from osvemu.platform.ioapic import IoApic
 from osvemu.platform.lapic import LocalApic
 from osvemu.platform.topology import Topology
@@ -118,47 +118,21 @@ class Machine:
     # ------------------------------------------------------------ boot
     def install_firmware(self) -> int:
         """Write the tables and boot data; return the PVH start info address."""
-        firmware = build_firmware(FirmwareView.whole_machine(self.topology), self.config.cmdline)
-        for address, data in firmware.writes:
-            self.view.write(address, data)
-        self.view.write(layout.BOOT_GDT_ADDRESS, BOOT_GDT)
-        self.view.write(layout.BOOT_TSS_ADDRESS, BOOT_TSS)
-        self.firmware = firmware
-        return firmware.start_info_address
+        self.firmware = write_firmware(self.view, FirmwareView.whole_machine(self.topology), self.config.cmdline)
+        return self.firmware.start_info_address
 
     def load(self, image: KernelImage) -> None:
-        ram = [(base, size) for base, size in layout.ram_ranges(self.topology.memory_size)]
-        check_placement(image, ram, FIRMWARE_AREAS)
-        for segment in image.segments:
-            self.view.write(segment.paddr, segment.data + bytes(segment.memsz - len(segment.data)))
+        load_image_into(self.view, image, layout.ram_ranges(self.topology.memory_size), self.cores)
         self.image = image
-        self.intercept_special_instructions(executable_ranges(image))
 
     def intercept_special_instructions(self, ranges: list[tuple[int, int]]) -> None:
-        """Find RDMSR/WRMSR/RDTSC byte sequences in code and hook those
-        addresses on every core (a false positive costs nothing: the hook only
-        runs if an instruction starts there, and re-checks the opcode)."""
+        """Hook the RDMSR/WRMSR/RDTSC byte sequences found in these ranges
+        of guest memory on every core (code placed without an ELF image)."""
         sites: set[int] = set()
         for address, size in ranges:
-            try:
-                code = self._read_code(address, size)
-            except GuestFault:  # a virtual alias that is not physical memory
-                continue
-            for opcode in INTERCEPTED_OPCODES:
-                start = code.find(opcode)
-                while start >= 0:
-                    sites.add(address + start)
-                    start = code.find(opcode, start + 1)
+            sites |= opcode_sites(self.view.read(address, size), address)
         for core in self.cores:
             core.intercept_instructions_at(sorted(sites))
-
-    def _read_code(self, address: int, size: int) -> bytes:
-        if self.image is not None:
-            for segment in self.image.segments:
-                for base in (segment.vaddr, segment.paddr):
-                    if base <= address and address + size <= base + len(segment.data):
-                        return segment.data[address - base:address - base + size]
-        return self.view.read(address, size)
 
     def boot(self, image: KernelImage) -> None:
         start_info = self.install_firmware()
@@ -168,15 +142,19 @@ class Machine:
     # ------------------------------------------------------------ Platform protocol for cores
     def port_in(self, core: Core, port: int, size: int) -> int:
         if layout.COM1_PORT <= port < layout.COM1_PORT + UART_REGISTER_COUNT:
-            return self.uart.read(port - layout.COM1_PORT)
+            return self._uart_for(core).read(port - layout.COM1_PORT)
         return (1 << (8 * size)) - 1  # nothing decodes the port: the bus floats high
 
     def port_out(self, core: Core, port: int, size: int, value: int) -> None:
         if layout.COM1_PORT <= port < layout.COM1_PORT + UART_REGISTER_COUNT:
             self._uart_writer = core.index
-            self.uart.write(port - layout.COM1_PORT, value)
+            self._uart_for(core).write(port - layout.COM1_PORT, value)
         elif layout.EXIT_PORT <= port < layout.EXIT_PORT + layout.EXIT_PORT_SIZE:
             self.request_exit(value & 0xFF, core)
+
+    def _uart_for(self, core: Core) -> Uart16550:
+        """The COM1 a core talks to: the machine's one UART."""
+        return self.uart
 
     def request_exit(self, status: int, core: Core) -> None:
         if self.exit is None:
@@ -234,6 +212,53 @@ class Machine:
     # ------------------------------------------------------------ state
     def all_idle(self) -> bool:
         return all(core.state is not CoreState.RUNNING for core in self.cores)
+
+
+def write_firmware(view: MemoryView, firmware_view: FirmwareView, cmdline: str) -> Firmware:
+    """Build the firmware one kernel sees and write it, with the boot GDT and
+    TSS of the PVH entry state, into that kernel's memory."""
+    firmware = build_firmware(firmware_view, cmdline)
+    for address, data in firmware.writes:
+        view.write(address, data)
+    view.write(layout.BOOT_GDT_ADDRESS, BOOT_GDT)
+    view.write(layout.BOOT_TSS_ADDRESS, BOOT_TSS)
+    return firmware
+
+
+def load_image_into(view: MemoryView, image: KernelImage, ram: list[tuple[int, int]], cores: list[Core]) -> None:
+    """Check the image fits ``ram`` clear of the firmware, write each segment
+    (bss zeroed) and hook its special instructions on ``cores``."""
+    check_placement(image, ram, FIRMWARE_AREAS)
+    for segment in image.segments:
+        view.write(segment.paddr, segment.data + bytes(segment.memsz - len(segment.data)))
+    sites = image_sites(image)
+    for core in cores:
+        core.intercept_instructions_at(sites)
+
+
+def opcode_sites(code: bytes, base: int) -> set[int]:
+    """Addresses where an RDMSR, WRMSR or RDTSC byte sequence starts (a false
+    positive costs nothing: the hook runs only if an instruction starts
+    there, and re-checks the opcode)."""
+    sites = set()
+    for opcode in INTERCEPTED_OPCODES:
+        start = code.find(opcode)
+        while start >= 0:
+            sites.add(base + start)
+            start = code.find(opcode, start + 1)
+    return sites
+
+
+def image_sites(image: KernelImage) -> list[int]:
+    """Special-instruction sites in the executable segments, at their physical
+    and (where different) virtual addresses."""
+    sites: set[int] = set()
+    for segment in image.segments:
+        if segment.executable:
+            sites |= opcode_sites(segment.data, segment.paddr)
+            if segment.vaddr != segment.paddr:
+                sites |= opcode_sites(segment.data, segment.vaddr)
+    return sorted(sites)
 
 
 def _print_line(line: str) -> None:
