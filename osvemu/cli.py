@@ -10,7 +10,8 @@ from osvemu.errors import ConfigError, OsvemuError
 from osvemu.image import KernelImage, load_image
 from osvemu.platform import layout
 from osvemu.platform.layout import parse_size
-from osvemu.platform.machine import Machine, MachineConfig
+from osvemu.platform.machine import Machine
+from osvemu.platform.plan import bare_plan
 from osvemu.platform.topology import Topology
 from osvemu.report import build_report, check_writable, write_report
 from osvemu.scheduler import DEFAULT_QUANTUM, RunLimits, RunResult, Scheduler
@@ -117,26 +118,25 @@ def prepare(args: argparse.Namespace, console=None) -> Session:
         if args.image is None:
             raise ConfigError("boot needs an IMAGE")
         image = load_image(args.image)
-        machine = Machine(MachineConfig(Topology(args.sockets, args.cores_per_socket, args.memory), args.cmdline,
-                                        console=console))
-        machine.boot(image)
+        plan = bare_plan(Topology(args.sockets, args.cores_per_socket, args.memory), args.cmdline, image)
     else:
         from osvemu.osv.config import default_config, load_config
-        from osvemu.osv.monitor import OsvMachine
+        from osvemu.osv.plan import osv_plan
 
         if args.config:
             if args.kernels:
                 raise ConfigError("--kernels and --config both describe the partitions: use one")
-            config = load_config(args.config, image_override=args.image)
+            config = load_config(args.config, default_image=args.image)
         else:
             if args.image is None:
                 raise ConfigError("boot needs an IMAGE (or --config FILE)")
             load_image(args.image)  # a bad image is reported before anything else
             config = default_config(Topology(args.sockets, args.cores_per_socket, args.memory), args.image,
                                     args.cmdline, args.kernels)
-        machine = OsvMachine(config, console=console)
-        machine.boot_all()
-        image = machine.image
+        plan = osv_plan(config)
+    machine = Machine(plan, console=console)
+    machine.boot()
+    image = machine.kernels[0].image
     scheduler = Scheduler(machine, args.quantum or DEFAULT_QUANTUM, args.fast,
                           RunLimits(args.max_instructions, args.timeout))
     return Session(machine, scheduler, image)
@@ -198,10 +198,10 @@ def tables(args: argparse.Namespace) -> int:
     if args.native:
         raise ConfigError("tables shows what OSV gives each kernel: drop --native")
     session = prepare(args)
-    by_name = {p.name: p for p in session.machine.partitions}
+    by_name = {kernel.name: kernel for kernel in session.machine.kernels}
     if args.kernel not in by_name:
         raise ConfigError(f"--kernel {args.kernel}: the kernels are {', '.join(by_name)}")
-    sys.stdout.write(describe(session.machine, by_name[args.kernel]))
+    sys.stdout.write(describe(by_name[args.kernel]))
     if args.raw:
         for path in write_raw(by_name[args.kernel], args.raw):
             print(f"wrote {path}")

@@ -1,23 +1,199 @@
 """Machine events: what the trace tool, the debugger and reports observe.
 
-Cores, the APIC bus, the timers, the UART and the exit port report what
-happens through one :class:`EventBus`.  With no subscriber, emitting costs a
-single truth test, so a plain ``osvemu boot`` pays nothing for it.
+Cores, the APIC bus, the timers, the UART, the exit port and OSV report what
+happens through one :class:`EventBus`, as typed records.  Each record knows
+its trace keyword (``name``) and how it reads in a trace line
+(``describe``), so every reader formats an event the same way.  With no
+subscriber, emitting costs a single truth test, so a plain ``osvemu boot``
+pays nothing for it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from enum import Enum
+from typing import ClassVar
+
+#: Formats an address for a trace line, with its symbol where one is known.
+Locate = Callable[[int], str]
+
+
+class TakenKind(Enum):
+    """Why a core entered a handler (the trace keyword is the value)."""
+
+    INTERRUPT = "interrupt"  # a LAPIC interrupt
+    NMI = "nmi"
+    EXCEPTION = "exception"  # raised by an instruction
+    SOFTWARE = "int"  # int n, int3, into
+
+
+class ViolationKind(Enum):
+    """What a kernel tried that OSV refused (recorded as a violation)."""
+
+    MEMORY = "memory"
+    IPI = "ipi"
+    HYPERCALL = "hypercall"
+
+
+class Record:
+    """A typed event payload."""
+
+    name: ClassVar[str]
+
+    def describe(self, located: Locate) -> str:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class InterruptTaken(Record):
+    """A vector delivered through the IVT or IDT (Intel SDM Vol. 3A 6.12)."""
+
+    kind: TakenKind
+    vector: int
+    error_code: int | None
+    interrupted_at: int
+    handler: int
+    rsp: int
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.kind.value
+
+    def describe(self, located: Locate) -> str:
+        text = f"vector {self.vector:#04x}"
+        if self.error_code is not None:
+            text += f" error code {self.error_code:#x}"
+        return (f"{text} at {located(self.interrupted_at)} -> handler {located(self.handler)}, "
+                f"frame at rsp {self.rsp:#x}")
+
+
+@dataclass(frozen=True)
+class DoubleFault(Record):
+    """Delivery of a vector faulted and the core took #DF instead (SDM Vol. 3A 6.15)."""
+
+    name: ClassVar[str] = "exception"
+    cause: str
+
+    def describe(self, located: Locate) -> str:
+        return f"vector 0x08 error code 0x0 ({self.cause})"
+
+
+@dataclass(frozen=True)
+class IpiSent(Record):
+    name: ClassVar[str] = "ipi"
+    icr: str
+    delivered: tuple[int, ...]
+    refused: tuple[tuple[int | None, str], ...]
+
+    def describe(self, located: Locate) -> str:
+        text = self.icr
+        if self.delivered:
+            text += " -> APIC " + ", ".join(str(a) for a in self.delivered)
+        for apic_id, reason in self.refused:
+            text += f"; refused {apic_id if apic_id is not None else ''}: {reason}"
+        return text
+
+
+@dataclass(frozen=True)
+class IpiReceived(Record):
+    name: ClassVar[str] = "ipi-received"
+    sender: int
+    icr: str
+
+    def describe(self, located: Locate) -> str:
+        return f"{self.icr} from APIC {self.sender}"
+
+
+@dataclass(frozen=True)
+class InitReceived(Record):
+    name: ClassVar[str] = "init"
+
+    def describe(self, located: Locate) -> str:
+        return "wait for SIPI"
+
+
+@dataclass(frozen=True)
+class StartupReceived(Record):
+    name: ClassVar[str] = "sipi"
+    vector: int
+
+    def describe(self, located: Locate) -> str:
+        return f"vector {self.vector:#04x}: start in real mode at {self.vector << 12:#x}"
+
+
+@dataclass(frozen=True)
+class Halted(Record):
+    name: ClassVar[str] = "hlt"
+    rip: int
+
+    def describe(self, located: Locate) -> str:
+        return f"at {located(self.rip)}"
+
+
+@dataclass(frozen=True)
+class TimerFired(Record):
+    name: ClassVar[str] = "timer"
+    count: int
+    vector: int
+
+    def describe(self, located: Locate) -> str:
+        return f"LVT timer vector {self.vector:#04x} fired {self.count} time(s)"
+
+
+@dataclass(frozen=True)
+class ConsoleLine(Record):
+    name: ClassVar[str] = "uart"
+    line: str
+
+    def describe(self, located: Locate) -> str:
+        return repr(self.line)
+
+
+@dataclass(frozen=True)
+class KernelExit(Record):
+    """A kernel ended: the exit port, or OSV's SHUTDOWN or stop policy."""
+
+    name: ClassVar[str] = "exit"
+    status: int
+    kernel: str | None = None
+
+    def describe(self, located: Locate) -> str:
+        return f"guest wrote {self.status} to port 0xf4" if self.kernel is None else \
+            f"kernel {self.kernel} ended with status {self.status}"
+
+
+@dataclass(frozen=True)
+class CoreFaulted(Record):
+    name: ClassVar[str] = "fault"
+    report: str
+
+    def describe(self, located: Locate) -> str:
+        return self.report
+
+
+@dataclass(frozen=True)
+class OsvRefused(Record):
+    """OSV refused something a kernel tried (an isolation violation)."""
+
+    name: ClassVar[str] = "osv"
+    kind: ViolationKind
+    reason: str
+    kernel: str
+
+    def describe(self, located: Locate) -> str:
+        return f"kernel {self.kernel}: {self.kind.value} refused: {self.reason}"
 
 
 @dataclass(frozen=True)
 class Event:
     core: int  # index of the core it happened on
     instruction: int  # instructions that core had retired when it happened
-    kind: str  # "interrupt", "exception", "int" (software), "nmi", "ipi", "ipi-received", "init", "sipi", "hlt",
-    #            "timer", "uart", "exit", "fault", "mode", "write"
-    fields: dict = field(default_factory=dict)
+    record: Record
+
+    @property
+    def name(self) -> str:
+        return self.record.name
 
 
 Listener = Callable[[Event], None]
@@ -41,4 +217,6 @@ class EventBus:
             listener(event)
 
 
-__all__ = ["Event", "EventBus", "Listener"]
+__all__ = ["ConsoleLine", "CoreFaulted", "DoubleFault", "Event", "EventBus", "Halted", "InitReceived",
+           "InterruptTaken", "IpiReceived", "IpiSent", "KernelExit", "Listener", "Locate", "OsvRefused", "Record",
+           "StartupReceived", "TakenKind", "TimerFired", "ViolationKind"]

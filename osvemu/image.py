@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -207,12 +208,12 @@ def _read_symbols(elf: ELFFile, segments: list[Segment]) -> SymbolTable:
     return SymbolTable(symbols, aliases)
 
 
-def check_placement(image: KernelImage, ram: list[tuple[int, int]],
-                    firmware_areas: tuple[tuple[int, int, str], ...]) -> None:
-    """Every segment must lie in RAM and clear of the firmware areas."""
+def check_placement(image: KernelImage, ram: list[tuple[int, int]], firmware_areas: Sequence) -> None:
+    """Every segment must lie in RAM and clear of the firmware areas
+    (``(base, size, type, name)`` records, osvemu.platform.memmap.Area)."""
     for segment in image.segments:
         lo, hi = segment.paddr, segment.paddr + segment.memsz
-        for base, size, what in firmware_areas:
+        for base, size, _, what in firmware_areas:
             if lo < base + size and base < hi:
                 raise ImageError(f"{image.path}: segment at {lo:#x}-{hi:#x} overlaps the {what} at "
                                  f"{base:#x}-{base + size:#x}")

@@ -12,6 +12,7 @@ from osvemu.scheduler import RunResult, Scheduler
 
 def build_report(machine: Machine, scheduler: Scheduler, result: RunResult) -> dict:
     topology = machine.topology
+    first = machine.kernels[0]
     cores = []
     for core in machine.cores:
         ipis = machine.bus.stats[core.apic_id]
@@ -25,7 +26,7 @@ def build_report(machine: Machine, scheduler: Scheduler, result: RunResult) -> d
             "ipis_sent": ipis.sent,
             "ipis_received": ipis.received,
             "ipis_sent_by_mode": dict(sorted(ipis.by_mode.items())),
-            "timer_fires": core.lapic.timer_fires,
+            "timer_fires": machine.lapics[core.index].timer_fires,
             "final_state": core.state.value,
             "fault": core.fault.to_json() if core.fault else None,
         })
@@ -38,8 +39,8 @@ def build_report(machine: Machine, scheduler: Scheduler, result: RunResult) -> d
             "nodes": [{"node": node, "ranges": [[f"{m.base:#x}", f"{m.end:#x}"] for m in topology.memory if m.node == node]}
                       for node in topology.nodes],
         },
-        "image": str(machine.image.path) if machine.image else None,
-        "cmdline": machine.config.cmdline,
+        "image": str(first.image.path) if first.image else None,
+        "cmdline": first.placement.cmdline,
         "scheduling": "fast" if scheduler.fast else "deterministic",
         "quantum": None if scheduler.fast else scheduler.quantum,
         "exit_status": result.status,
@@ -48,42 +49,30 @@ def build_report(machine: Machine, scheduler: Scheduler, result: RunResult) -> d
         "virtual_ns": result.virtual_ns,
         "total_instructions": None if scheduler.fast else sum(c.instructions for c in machine.cores),
         "cores": cores,
-        "console": machine.console.text.decode("utf-8", "replace"),
+        "console": "".join(line + "\n" for line in machine.transcript),
         **_osv_section(machine),
     }
 
 
 def _osv_section(machine: Machine) -> dict:
-    """Per kernel and per violation detail when OSV partitions the machine."""
-    partitions = getattr(machine, "partitions", None)
-    if partitions is None:
+    """Per kernel and per violation detail when a monitor partitions the machine."""
+    monitor = machine.monitor
+    if monitor is None:
         return {"mode": "native"}
     stats = machine.bus.stats
     kernels = []
-    for p in partitions:
+    for kernel in machine.kernels:
         kernels.append({
-            "name": p.name,
-            "image": p.plan.image,
-            "cmdline": p.plan.cmdline,
-            "cores": list(p.plan.apic_ids),
-            "memory": [{"machine": [f"{r.base:#x}", f"{r.end:#x}"], "node": r.node} for r in p.plan.memory],
-            "guest_ram": [[f"{base:#x}", f"{base + size:#x}"] for base, size, _ in p.ram],
-            "on_violation": p.plan.on_violation,
-            "exit_status": p.status,
-            "instructions": sum(c.instructions for c in p.cores),
-            "ipis_sent": sum(stats[c.apic_id].sent for c in p.cores),
-            "ipis_delivered_to": sum(stats[c.apic_id].received for c in p.cores),
-            "ipis_refused": p.ipis_refused,
-            "hypercalls": p.hypercalls,
-            "violations": p.violations,
+            "name": kernel.name,
+            "cores": list(kernel.placement.apic_ids),
+            "exit_status": kernel.status,
+            "instructions": sum(c.instructions for c in kernel.cores),
+            "ipis_sent": sum(stats[c.apic_id].sent for c in kernel.cores),
+            "ipis_delivered_to": sum(stats[c.apic_id].received for c in kernel.cores),
+            "ipis_refused": sum(stats[c.apic_id].refused for c in kernel.cores),
+            **monitor.report_kernel(kernel.index),
         })
-    return {
-        "mode": "osv",
-        "kernels": kernels,
-        "violations": [{"kernel": v.kernel, "core": v.core, "kind": v.kind, "reason": v.reason,
-                        "rip": f"{v.rip:#x}" if v.rip is not None else None} for v in machine.violations],
-        "monitor_exits": dict(machine.monitor_exits),
-    }
+    return {"mode": "osv", "kernels": kernels, **monitor.report()}
 
 
 def check_writable(path: str | Path) -> None:

@@ -7,8 +7,9 @@ the guest, the configuration and the quantum.  Halted and waiting cores are
 skipped; when no core can run, time jumps to the next timer expiry.
 
 Fast mode (``--fast``) runs uncounted slices that a host timer thread ends
-with ``emu_stop`` (REFERENCE.md: about 5x the throughput of counted slices).
-Virtual time is then host time, and the run is not reproducible.
+with ``emu_stop`` (several times the throughput of counted slices, which pay
+for Unicorn's per-instruction count check).  Virtual time is then host
+time, and the run is not reproducible.
 """
 
 from __future__ import annotations
@@ -18,11 +19,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from unicorn.x86_const import UC_X86_REG_RFLAGS
-
+from osvemu import clock
 from osvemu.cpu.core import Core, CoreState
-from osvemu.cpu.x86 import RFLAGS_IF
-from osvemu.platform import clock
 from osvemu.platform.machine import Machine
 
 DEFAULT_QUANTUM = 20_000
@@ -43,10 +41,6 @@ class RunResult:
     virtual_ns: int
     rounds: int
     faults: list = field(default_factory=list)
-
-    @property
-    def clean(self) -> bool:
-        return self.status == 0
 
 
 EXIT_LIMIT = 124  # like timeout(1)
@@ -79,21 +73,15 @@ class Scheduler:
         self.on_slice_end: Callable[[Core], None] | None = None  # the tracer's
 
     # ------------------------------------------------------------ helpers
-    def _can_wake(self, core: Core) -> bool:
-        """A halted core wakes on NMI, or on a deliverable interrupt with IF set."""
-        if core.nmi_pending:
-            return True
-        if core.lapic.pending_vector() is None:
-            return False
-        return bool(core.uc.reg_read(UC_X86_REG_RFLAGS) & RFLAGS_IF)
-
     def _next_deadline(self) -> int | None:
         """The next timer expiry that would wake a halted core; a core
         halted with IF clear, or whose timer is masked or blocked by its
         priority, never wakes on its timer, so its expiries do not count."""
-        deadlines = [c.lapic.timer_deadline for c in self.machine.cores
-                     if c.state is CoreState.HALTED and c.lapic.timer_can_interrupt()
-                     and c.uc.reg_read(UC_X86_REG_RFLAGS) & RFLAGS_IF]
+        deadlines = []
+        for core, lapic in zip(self.machine.cores, self.machine.lapics):
+            if core.state is CoreState.HALTED and self.machine.may_run(core) and lapic.timer_raises_interrupt \
+                    and core.interrupt_ready(lapic.lvt_timer_vector):
+                deadlines.append(lapic.timer_deadline)
         return min(deadlines) if deadlines else None
 
     def _total_instructions(self) -> int:
@@ -126,7 +114,7 @@ class Scheduler:
         if self._stopper:
             self._stopper.stop()
             self._stopper = None
-        self.machine.console.close()
+        self.machine.close_consoles()
         status, reason = outcome if outcome is not None else (EXIT_FAULT, "interrupted")
         faults = [core.fault for core in self.machine.cores if core.fault is not None]
         return RunResult(status, reason, time.monotonic() - self._host_start, self._now(), self.rounds, faults)
@@ -165,20 +153,17 @@ class Scheduler:
 
     def _prepare(self, core: Core) -> bool:
         """Timers, wake-up and interrupt delivery before a slice; whether the core runs."""
-        state = core.state
-        if state is CoreState.STOPPED or state is CoreState.WAIT_FOR_SIPI:
+        if not self.machine.may_run(core):
             return False
         now = self._now()
-        if core.lapic.timer_deadline is not None and core.lapic.timer_deadline <= now:
-            fired = core.lapic.advance_timer(now)
-            if fired:
-                self.machine.timer_fired(core, fired)
-        if state is CoreState.HALTED:
-            if not self._can_wake(core):
-                return False
-            core.wake()
-        if core.nmi_pending or core.lapic.irr:
-            core.service_interrupts()
+        deadline = self.machine.lapics[core.index].timer_deadline
+        if deadline is not None and deadline <= now:
+            self.machine.advance_timer(core, now)
+        ready = core.interrupt_ready()
+        if core.state is CoreState.HALTED and not ready:
+            return False
+        if ready:
+            core.service_interrupts()  # wakes a halted core
         return core.state is CoreState.RUNNING
 
     def _run_slice(self, core: Core, count: int, start_ns: int) -> None:

@@ -56,11 +56,14 @@ from unicorn.x86_const import (
 )
 
 from osvemu.cpu import x86
-from osvemu.cpu.core import GENERAL_REGISTERS, Core, CoreState
-from osvemu.cpu.templates import pvh_entry_context, startup_context
+from osvemu.cpu.core import GENERAL_REGISTERS, Core
+from osvemu.cpu.memory import MemoryView
+from osvemu.cpu.templates import startup_context
 from osvemu.errors import ConfigError
 from osvemu.platform import layout
-from osvemu.platform.machine import Machine, MachineConfig
+from osvemu.platform.machine import Machine
+from osvemu.platform.plan import bare_plan
+from osvemu.platform.pvh import pvh_entry_context
 from osvemu.platform.topology import Topology
 from osvemu.scheduler import RunLimits, RunResult, Scheduler
 
@@ -145,48 +148,43 @@ def assemble(source: str, mode: str, base: int) -> bytes:
     return bytes(encoding or b"")
 
 
-def _long_mode_tables(machine: Machine) -> None:
+def _long_mode_tables(view: MemoryView) -> None:
     """Identity page tables (2 MiB user-accessible pages, 4 GiB) and a flat
 64-bit GDT with a TSS."""
-    present_writable_user = 0x7
-    machine.view.write(SNIPPET_PML4, struct.pack("<Q", SNIPPET_PDPT | present_writable_user))
-    machine.view.write(SNIPPET_PDPT, b"".join(struct.pack("<Q", (SNIPPET_PD + i * 0x1000) | present_writable_user)
-                                              for i in range(4)))
-    entries = (struct.pack("<Q", (i << 21) | 0x80 | present_writable_user) for i in range(4 * 512))
-    machine.view.write(SNIPPET_PD, b"".join(entries))
+    present_writable_user = x86.PTE_PRESENT | x86.PTE_WRITE | x86.PTE_USER
+    view.write(SNIPPET_PML4, struct.pack("<Q", SNIPPET_PDPT | present_writable_user))
+    view.write(SNIPPET_PDPT, b"".join(struct.pack("<Q", (SNIPPET_PD + i * x86.PAGE_SIZE) | present_writable_user)
+                                      for i in range(4)))
+    entries = (struct.pack("<Q", (i << 21) | x86.PTE_LARGE | present_writable_user) for i in range(4 * 512))
+    view.write(SNIPPET_PD, b"".join(entries))
     code64 = 0x00AF9A000000FFFF
     data = 0x00CF92000000FFFF
     tss_low = (0x67 | ((SNIPPET_TSS & 0xFFFFFF) << 16) | (0x89 << 40) | ((SNIPPET_TSS >> 24) << 56))
-    machine.view.write(SNIPPET_GDT, struct.pack("<QQQQQ", 0, code64, data, tss_low, SNIPPET_TSS >> 32))
+    view.write(SNIPPET_GDT, struct.pack("<QQQQQ", 0, code64, data, tss_low, SNIPPET_TSS >> 32))
 
 
 def _start_core(core: Core, snippet: Snippet) -> None:
     stack = STACK_TOP - core.index * STACK_SIZE
     if snippet.mode == "real":
-        core.uc.context_restore(startup_context(REAL_MODE_VECTOR))
+        core.start(startup_context(REAL_MODE_VECTOR), {})
         core.load_segment(UC_X86_REG_SS, (stack - 0xFFF0) >> 4)
-        core.uc.reg_write(UC_X86_REG_RSP, 0xFFF0)
+        core.write_register(UC_X86_REG_RSP, 0xFFF0)
     elif snippet.mode == "protected":
-        core.uc.context_restore(pvh_entry_context())
-        core.uc.reg_write(UC_X86_REG_RIP, CODE_BASE)
-        core.uc.reg_write(UC_X86_REG_RSP, stack)
+        core.start(pvh_entry_context(), {UC_X86_REG_RIP: CODE_BASE, UC_X86_REG_RSP: stack})
     else:
-        uc = core.uc
-        uc.reg_write(UC_X86_REG_GDTR, (0, SNIPPET_GDT, 5 * 8 - 1, 0))
-        uc.reg_write(UC_X86_REG_IDTR, (0, SNIPPET_IDT, 256 * 16 - 1, 0))
-        uc.reg_write(UC_X86_REG_CR3, SNIPPET_PML4)
-        uc.reg_write(UC_X86_REG_CR4, x86.CR4_PAE)
-        uc.reg_write(UC_X86_REG_MSR, (x86.MSR_EFER, x86.EFER_LME | x86.EFER_LMA | x86.EFER_NXE))
-        uc.reg_write(UC_X86_REG_CR0, x86.CR0_PE | x86.CR0_ET | x86.CR0_PG | (1 << 16))
-        uc.reg_write(UC_X86_REG_CS, 0x08)
-        for segment in (UC_X86_REG_SS, UC_X86_REG_DS, UC_X86_REG_ES):
-            uc.reg_write(segment, 0x10)
-        uc.reg_write(UC_X86_REG_TR, (0x18, SNIPPET_TSS, 0x67, 0x89))
-        uc.reg_write(UC_X86_REG_RIP, CODE_BASE)
-        uc.reg_write(UC_X86_REG_RSP, stack)
-    core.uc.reg_write(UC_X86_REG_RDI, core.index)
-    core.uc.ctl_flush_tb()
-    core.state = CoreState.RUNNING
+        core.start(None, {  # in this order: paging needs CR3, CR4 and EFER first
+            UC_X86_REG_GDTR: (0, SNIPPET_GDT, 5 * 8 - 1, 0),
+            UC_X86_REG_IDTR: (0, SNIPPET_IDT, 256 * 16 - 1, 0),
+            UC_X86_REG_CR3: SNIPPET_PML4,
+            UC_X86_REG_CR4: x86.CR4_PAE,
+            UC_X86_REG_MSR: (x86.MSR_EFER, x86.EFER_LME | x86.EFER_LMA | x86.EFER_NXE),
+            UC_X86_REG_CR0: x86.CR0_PE | x86.CR0_ET | x86.CR0_PG | x86.CR0_WP,
+            UC_X86_REG_CS: 0x08, UC_X86_REG_SS: 0x10, UC_X86_REG_DS: 0x10, UC_X86_REG_ES: 0x10,
+            UC_X86_REG_TR: (0x18, SNIPPET_TSS, 0x67, 0x89),
+            UC_X86_REG_RIP: CODE_BASE, UC_X86_REG_RSP: stack,
+        })
+    core.write_register(UC_X86_REG_RDI, core.index)
+    core.flush_translations()
 
 
 @dataclass
@@ -200,14 +198,15 @@ class SnippetRun:
 def run_snippet(snippet: Snippet, fast: bool = False) -> SnippetRun:
     lines: list[str] = []
     topology = Topology(snippet.sockets, snippet.cores_per_socket, snippet.memory)
-    machine = Machine(MachineConfig(topology, snippet.cmdline, console=lines.append))
-    machine.install_firmware()
+    machine = Machine(bare_plan(topology, snippet.cmdline), console=lines.append)
+    kernel = machine.kernels[0]
+    machine.install_firmware(kernel)
     source = snippet.source + (SET_GATE if snippet.mode == "long" else "")
     code = assemble(source, snippet.mode, snippet.base)
-    machine.view.write(snippet.base, code)
-    machine.intercept_special_instructions([(snippet.base, len(code))])
+    kernel.view.write(snippet.base, code)
+    machine.intercept_special_instructions(kernel, [(snippet.base, len(code))])
     if snippet.mode == "long":
-        _long_mode_tables(machine)
+        _long_mode_tables(kernel.view)
     started = [c.index for c in machine.cores] if snippet.run_on == "all" else [0]
     for index in started:
         _start_core(machine.cores[index], snippet)
@@ -223,12 +222,12 @@ def check_expectations(run: SnippetRun) -> list[str]:
         got = machine.exit.status if machine.exit else None
         problems.append(f"exit status {got} ({run.result.reason}), expected {expect['exit']}")
     if "console" in expect:
-        console = machine.console.text.decode("utf-8", "replace")
+        console = machine.kernels[0].uart.console.text.decode("utf-8", "replace")
         if console != expect["console"]:
             problems.append(f"console {console!r}, expected {expect['console']!r}")
     for address, hexbytes in expect.get("memory", {}).items():
         want = bytes.fromhex(hexbytes)
-        got = machine.view.read(int(address, 0), len(want))
+        got = machine.kernels[0].view.read(int(address, 0), len(want))
         if got != want:
             problems.append(f"memory at {address}: {got.hex(' ')}, expected {want.hex(' ')}")
     per_core = {int(k): v for k, v in expect.get("cores", {}).items()}

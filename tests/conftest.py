@@ -1,8 +1,11 @@
-"""Shared fixtures: test guests are built once per session from tests/guests/."""
+"""Shared fixtures: the osvemu command, the committed minilinux image, and
+test guests built once per session from tests/guests/."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,25 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))  # build_test_guests, build_guests
 
 from build_test_guests import build
+
+Osvemu = Callable[..., subprocess.CompletedProcess]
+
+
+def run_osvemu(*args: str, timeout: float = 120, input: str | None = None, cwd: Path = ROOT
+               ) -> subprocess.CompletedProcess:
+    """``python -m osvemu ARGS`` with its output captured as text."""
+    return subprocess.run([sys.executable, "-m", "osvemu", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, input=input, check=False, cwd=cwd)
+
+
+@pytest.fixture(scope="session")
+def osvemu() -> Osvemu:
+    return run_osvemu
+
+
+@pytest.fixture(scope="session")
+def minilinux() -> Path:
+    return ROOT / "guests" / "minilinux.elf"
 
 
 @pytest.fixture(scope="session")

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_osvemu
 from elf_builder import LoadSegment, build_elf, note, pvh_note
 
 HALT = b"\xf4"
 
 
 def osvemu(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "osvemu", "boot", *args], capture_output=True, text=True, timeout=60,
-                          check=False)
+    return run_osvemu("boot", *args, timeout=60)
 
 
 def assert_one_line_error(run: subprocess.CompletedProcess, *words: str) -> None:

@@ -6,15 +6,14 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 
+from conftest import run_osvemu
 from elf_builder import LoadSegment, build_elf, pvh_note
 from keystone import KS_ARCH_X86, KS_MODE_32, Ks
 
 
 def osvemu(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "osvemu", "boot", "--native", *args], capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return run_osvemu("boot", "--native", *args, timeout=timeout)
 
 
 def expected_console(cores: int, cmdline: str = "") -> str:

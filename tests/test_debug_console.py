@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
+
+from conftest import run_osvemu
 
 MACHINE = ["--sockets", "1", "--cores-per-socket", "2", "--memory", "64M"]
 
 
 def debug(image, script: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "osvemu", "debug", "--native", str(image), *MACHINE, *args], input=script,
-                          capture_output=True, text=True, timeout=120, check=False)
+    return run_osvemu("debug", "--native", image, *MACHINE, *args, input=script)
 
 
 def after(output: str, command: str) -> str:

@@ -11,7 +11,7 @@ from osvemu.platform.firmware import (
     FirmwareView,
     build_firmware,
 )
-from osvemu.platform.memmap import E820Type, MemoryMapEntry, build_memory_map, usable_ram
+from osvemu.platform.memmap import Area, E820Type, MemoryMapEntry, build_memory_map, usable_ram
 from osvemu.platform.pvh import XEN_HVM_START_MAGIC_VALUE, StartInfo, unpack_memory_map
 from osvemu.platform.topology import Topology
 
@@ -157,7 +157,7 @@ def test_a_partial_view_renumbers_proximity_domains():
 
 
 def test_memory_map_carves_firmware_areas_out_of_ram():
-    entries = build_memory_map([(0, 0x100000)], ((0x1000, 0x1000, E820Type.ACPI),))
+    entries = build_memory_map([(0, 0x100000)], (Area(0x1000, 0x1000, E820Type.ACPI, "a table"),))
     assert entries == [MemoryMapEntry(0, 0x1000, E820Type.RAM), MemoryMapEntry(0x1000, 0x1000, E820Type.ACPI),
                        MemoryMapEntry(0x2000, 0xFE000, E820Type.RAM)]
 

@@ -2,7 +2,8 @@
 
 import pytest
 
-from osvemu.platform import clock
+from osvemu import clock
+from osvemu.clock import CoreClock
 from osvemu.platform.icr import DeliveryMode, Icr, Shorthand
 from osvemu.platform.lapic import (
     APIC_DFR,
@@ -29,11 +30,33 @@ from osvemu.platform.lapic import (
 
 
 class Harness:
+    """A local APIC on a clock the test sets, keeping the IPIs its ICR writes send."""
+
     def __init__(self, apic_id: int = 3) -> None:
-        self.now = 0
+        self.clock = CoreClock()
         self.sent: list[Icr] = []
-        self.apic = LocalApic(apic_id, lambda apic, icr: self.sent.append(icr), lambda: self.now)
+        self.apic = _Recording(apic_id, self.clock, self.sent)
         self.apic.write(APIC_SVR, 0x1FF)
+
+    @property
+    def now(self) -> int:
+        return self.clock.now_ns()
+
+    @now.setter
+    def now(self, ns: int) -> None:
+        self.clock.start_slice(ns, None)
+
+
+class _Recording(LocalApic):
+    def __init__(self, apic_id: int, clock: CoreClock, sent: list[Icr]) -> None:
+        self._sent = sent
+        super().__init__(apic_id, clock)
+
+    def write(self, offset: int, value: int) -> Icr | None:
+        icr = super().write(offset, value)
+        if icr is not None:
+            self._sent.append(icr)
+        return icr
 
 
 @pytest.fixture

@@ -6,15 +6,16 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from build_guests import compile_guest
+from conftest import run_osvemu
 
 from osvemu.image import load_image
 from osvemu.platform import acpi, layout
-from osvemu.platform.machine import Machine, MachineConfig
+from osvemu.platform.machine import Machine
+from osvemu.platform.plan import bare_plan
 from osvemu.platform.topology import Topology
 from osvemu.scheduler import Scheduler
 
@@ -25,8 +26,7 @@ SUMMARY = re.compile(r"minilinux: (\d+) CPUs online(.*): (OK|FAILED)$", re.MULTI
 
 
 def boot(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "osvemu", "boot", "--native", str(IMAGE), *args], capture_output=True,
-                          text=True, timeout=300, check=False)
+    return run_osvemu("boot", "--native", IMAGE, *args, timeout=300)
 
 
 def summary(output: str) -> tuple[int, str, str]:
@@ -118,16 +118,14 @@ def test_an_ap_exception_is_reported_and_only_that_cpu_stops():
 
 def test_a_corrupted_madt_is_rejected_and_the_mp_table_used():
     lines: list[str] = []
-    machine = Machine(MachineConfig(Topology(1, 4, 256 * layout.MiB), "workload=primes primes=1000",
-                                    console=lines.append))
-    start_info = machine.install_firmware()
-    tables = acpi.read_tables(machine.view.read, layout.RSDP_ADDRESS)
+    machine = Machine(bare_plan(Topology(1, 4, 256 * layout.MiB), "workload=primes primes=1000", load_image(IMAGE)),
+                      console=lines.append)
+    machine.boot()
+    view = machine.kernels[0].view
+    tables = acpi.read_tables(view.read, layout.RSDP_ADDRESS)
     madt_address = acpi.parse_pointer_table(tables[b"XSDT"])[0]
-    assert machine.view.read(madt_address, 4) == b"APIC"
-    machine.view.write(madt_address + 40, b"\x07")  # the flags byte: the checksum no longer holds
-    image = load_image(IMAGE)
-    machine.load(image)
-    machine.cores[0].enter_pvh(image.entry32, start_info)
+    assert view.read(madt_address, 4) == b"APIC"
+    view.write(madt_address + 40, b"\x07")  # the flags byte: the checksum no longer holds
     result = Scheduler(machine).run()
     console = "\n".join(lines)
     assert result.status == 0, (result.reason, console[-2000:])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 
+from conftest import run_osvemu
 from elf_builder import LoadSegment, build_elf, pvh_note
 from keystone import KS_ARCH_X86, KS_MODE_32, Ks
 
@@ -14,8 +14,7 @@ INSTRUCTION = re.compile(r"^c(\d+)\s+(\d+) (0x[0-9a-f]{16}) (<[^>]*>)?")
 
 
 def trace(image, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "osvemu", "trace", "--native", str(image), *args], capture_output=True,
-                          text=True, timeout=120, check=False)
+    return run_osvemu("trace", "--native", image, *args)
 
 
 def instruction_lines(text: str) -> list[re.Match]:

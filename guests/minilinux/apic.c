@@ -5,47 +5,26 @@
  * the TSC.
  */
 #include "kernel.h"
+#include "apic.h"
 
-#define APIC_ID 0x20
-#define APIC_LVR 0x30
-#define APIC_TASKPRI 0x80
-#define APIC_EOI 0xB0
-#define APIC_LDR 0xD0
-#define APIC_DFR 0xE0
-#define APIC_SPIV 0xF0
-#define APIC_SPIV_ENABLE 0x100
-#define APIC_ESR 0x280
-#define APIC_ICR 0x300
-#define APIC_ICR2 0x310
-#define APIC_LVTT 0x320
-#define APIC_LVT0 0x350
-#define APIC_LVT1 0x360
-#define APIC_LVTERR 0x370
-#define APIC_TMICT 0x380
-#define APIC_TMCCT 0x390
-#define APIC_TDCR 0x3E0
-#define APIC_LVT_MASKED (1 << 16)
-#define APIC_LVT_TIMER_PERIODIC (1 << 17)
-#define APIC_DM_NMI 0x400
-#define APIC_TDR_DIV_1 0xB
 #define CALIBRATE_MS 2
 
 u64 apic_timer_khz;
 u64 tsc_khz;
-static volatile u32 *const lapic = (volatile u32 *)0xFEE00000UL;
+static volatile u32 *const lapic = (volatile u32 *)APIC_DEFAULT_BASE;
 
 u32 apic_read(u32 reg) { return lapic[reg / 4]; }
 void apic_write(u32 reg, u32 value) { lapic[reg / 4] = value; }
-u8 read_apic_id(void) { return (u8)(apic_read(APIC_ID) >> 24); }
+u8 read_apic_id(void) { return (u8)(apic_read(APIC_ID) >> APIC_ID_SHIFT); }
 void apic_eoi(void) { apic_write(APIC_EOI, 0); }
 
 void setup_local_apic(void)
 {
-    apic_write(APIC_TASKPRI, 0);
-    apic_write(APIC_SPIV, APIC_SPIV_ENABLE | SPURIOUS_APIC_VECTOR);
-    apic_write(APIC_LVT0, APIC_LVT_MASKED);
-    apic_write(APIC_LVT1, APIC_DM_NMI);
-    apic_write(APIC_LVTERR, ERROR_APIC_VECTOR);
+    apic_write(APIC_TPR, 0);
+    apic_write(APIC_SVR, APIC_SVR_ENABLE | SPURIOUS_APIC_VECTOR);
+    apic_write(APIC_LVT_LINT0, APIC_LVT_MASKED);
+    apic_write(APIC_LVT_LINT1, APIC_DM_NMI);
+    apic_write(APIC_LVT_ERROR, ERROR_APIC_VECTOR);
     apic_write(APIC_ESR, 0);
 }
 
@@ -54,11 +33,11 @@ bool apic_send_ipi(u32 dest, u32 command)
 {
     u64 flags = read_flags();
     local_irq_disable();
-    apic_write(APIC_ICR2, dest << 24);
-    apic_write(APIC_ICR, command);
+    apic_write(APIC_ICR_HIGH, APIC_ICR_DEST(dest));
+    apic_write(APIC_ICR_LOW, command);
     bool sent = false;
     for (u32 spin = 0; spin < 1000000; spin++) {
-        if (!(apic_read(APIC_ICR) & ICR_PENDING)) {
+        if (!(apic_read(APIC_ICR_LOW) & APIC_ICR_PENDING)) {
             sent = true;
             break;
         }
@@ -84,12 +63,12 @@ void calibrate_apic_timer(void)
     tsc_khz = boot_options.tsc_khz;
     printk("tsc: %lu.%03lu MHz processor (tsc_khz=%lu%s)\n", tsc_khz / 1000, tsc_khz % 1000, tsc_khz,
            tsc_khz == 2000000 ? ", the default" : "");
-    apic_write(APIC_TDCR, APIC_TDR_DIV_1);
-    apic_write(APIC_LVTT, APIC_LVT_MASKED | LOCAL_TIMER_VECTOR);
-    apic_write(APIC_TMICT, 0xFFFFFFFF);
+    apic_write(APIC_TIMER_DIVIDE, APIC_TIMER_DIVIDE_BY_1);
+    apic_write(APIC_LVT_TIMER, APIC_LVT_MASKED | LOCAL_TIMER_VECTOR);
+    apic_write(APIC_TIMER_INITIAL, 0xFFFFFFFF);
     tsc_wait(tsc_khz * CALIBRATE_MS);
-    u32 elapsed = 0xFFFFFFFF - apic_read(APIC_TMCCT);
-    apic_write(APIC_TMICT, 0);
+    u32 elapsed = 0xFFFFFFFF - apic_read(APIC_TIMER_CURRENT);
+    apic_write(APIC_TIMER_INITIAL, 0);
     apic_timer_khz = elapsed / CALIBRATE_MS;
     if (!apic_timer_khz)
         apic_timer_khz = 1;
@@ -100,9 +79,9 @@ void calibrate_apic_timer(void)
 /* The periodic tick on this CPU (LOCAL_TIMER_VECTOR, HZ per second). */
 void setup_apic_timer(void)
 {
-    apic_write(APIC_TDCR, APIC_TDR_DIV_1);
-    apic_write(APIC_LVTT, APIC_LVT_TIMER_PERIODIC | LOCAL_TIMER_VECTOR);
-    apic_write(APIC_TMICT, (u32)(apic_timer_khz * 1000 / HZ));
+    apic_write(APIC_TIMER_DIVIDE, APIC_TIMER_DIVIDE_BY_1);
+    apic_write(APIC_LVT_TIMER, APIC_LVT_TIMER_PERIODIC | LOCAL_TIMER_VECTOR);
+    apic_write(APIC_TIMER_INITIAL, (u32)(apic_timer_khz * 1000 / HZ));
 }
 
 void udelay(u64 us)

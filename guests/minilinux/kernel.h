@@ -139,16 +139,7 @@ bool checksum_ok(const void *p, u32 len);
 #define PINGPONG_VECTOR 0xF9
 #define ERROR_APIC_VECTOR 0xFE
 #define SPURIOUS_APIC_VECTOR 0xFF
-#define ICR_FIXED 0x000
-#define ICR_INIT 0x500
-#define ICR_STARTUP 0x600
-#define ICR_LOGICAL (1 << 11)
-#define ICR_PENDING (1 << 12)
-#define ICR_ASSERT (1 << 14)
-#define ICR_LEVEL (1 << 15)
-#define ICR_SELF (1 << 18)
-#define ICR_ALL_INCLUDING_SELF (2 << 18)
-#define ICR_ALL_BUT_SELF (3 << 18)
+/* Register offsets and ICR fields: apic.h. */
 u32 apic_read(u32 reg);
 void apic_write(u32 reg, u32 value);
 u8 read_apic_id(void);
@@ -189,6 +180,7 @@ extern struct percpu *per_cpu[MAX_CPUS];
 extern u32 nr_cpus_online, nr_cpus_possible;
 struct percpu *this_cpu(void);
 u32 smp_processor_id(void);
+void smp_prepare_boot_cpu(void);
 void smp_init(void);
 enum ipi_mode { IPI_SHORTHAND, IPI_PHYSICAL, IPI_LOGICAL };
 int smp_call_function(void (*func)(void *), void *info, bool wait, enum ipi_mode mode);
@@ -198,9 +190,14 @@ void smp_selftest(void);
 void send_ipi_cpu(u32 cpu, u8 vector);
 void cpu_idle_wait(volatile u32 *flag, u32 value);
 extern u64 jiffies;
+/* What an AP's idle loop runs after a reschedule IPI; register it before
+ * the APs are started (smp_init). */
+typedef void (*idle_hook_fn)(struct percpu *cpu);
+void set_idle_hook(idle_hook_fn hook);
 
 /* --- workloads.c --- */
 struct workload_result { const char *name; u64 result; u32 checksum; bool ok; };
+void workloads_init(void);
 void run_workloads(struct workload_result *results, u32 *count);
 
 /* --- osv.c --- */

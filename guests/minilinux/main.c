@@ -11,8 +11,6 @@ struct hvm_start_info {
     u32 memmap_entries, reserved;
 };
 
-void smp_prepare_boot_cpu(void);
-
 static void print_cpu(void)
 {
     u32 regs[12];
@@ -95,6 +93,7 @@ void start_kernel(u32 start_info_paddr)
     bool under_osv = osv_present();
     if (under_osv)
         osv_init();
+    workloads_init();
     smp_init();
     if (under_osv)
         osv_attack_if_asked();

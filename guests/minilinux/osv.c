@@ -6,6 +6,7 @@
  * With attack=all the kernel first tries every way out of its partition.
  */
 #include "kernel.h"
+#include "apic.h"
 
 #define HC_DESCRIBE_SELF 1
 #define HC_DESCRIBE_CHANNEL 2
@@ -101,19 +102,19 @@ static void run_attacks(void)
 {
     u8 target = foreign_apic();
     pr_always("attack: kernel %u attacks from its %u cores; a foreign APIC is %u\n", self.id, self.cores, target);
-    attack_ipi("fixed IPI to a foreign core", target, ICR_FIXED | RESCHEDULE_VECTOR);
-    attack_ipi("lowest-priority IPI to a foreign core", target, 0x100 | RESCHEDULE_VECTOR);
-    attack_ipi("NMI to a foreign core", target, 0x400);
-    attack_ipi("INIT to a foreign core", target, ICR_INIT | ICR_LEVEL | ICR_ASSERT);
-    attack_ipi("STARTUP to a foreign core", target, ICR_STARTUP | 0x08);
-    attack_ipi("logical flat IPI to every logical ID", 0xFE, ICR_LOGICAL | ICR_FIXED | RESCHEDULE_VECTOR);
-    attack_ipi("logical flat NMI to every logical ID", 0xFE, ICR_LOGICAL | 0x400);
-    attack_ipi("logical cluster IPI to clusters 0-14", 0x1F, ICR_LOGICAL | ICR_FIXED | RESCHEDULE_VECTOR);
-    attack_ipi("physical broadcast", 0xFF, ICR_FIXED | RESCHEDULE_VECTOR);
-    attack_ipi("all-including-self shorthand", 0, ICR_ALL_INCLUDING_SELF | RESCHEDULE_VECTOR);
-    attack_ipi("all-excluding-self shorthand", 0, ICR_ALL_BUT_SELF | RESCHEDULE_VECTOR);
-    attack_ipi("SMI", target, 0x200);
-    attack_ipi("ExtINT", target, 0x700);
+    attack_ipi("fixed IPI to a foreign core", target, APIC_DM_FIXED | RESCHEDULE_VECTOR);
+    attack_ipi("lowest-priority IPI to a foreign core", target, APIC_DM_LOWEST | RESCHEDULE_VECTOR);
+    attack_ipi("NMI to a foreign core", target, APIC_DM_NMI);
+    attack_ipi("INIT to a foreign core", target, APIC_DM_INIT | APIC_ICR_LEVEL | APIC_ICR_ASSERT);
+    attack_ipi("STARTUP to a foreign core", target, APIC_DM_STARTUP | 0x08); /* start page 0x8000 */
+    attack_ipi("logical flat IPI to every logical ID", 0xFE, APIC_ICR_LOGICAL | APIC_DM_FIXED | RESCHEDULE_VECTOR);
+    attack_ipi("logical flat NMI to every logical ID", 0xFE, APIC_ICR_LOGICAL | APIC_DM_NMI);
+    attack_ipi("logical cluster IPI to clusters 0-14", 0x1F, APIC_ICR_LOGICAL | APIC_DM_FIXED | RESCHEDULE_VECTOR);
+    attack_ipi("physical broadcast", 0xFF, APIC_DM_FIXED | RESCHEDULE_VECTOR);
+    attack_ipi("all-including-self shorthand", 0, APIC_ICR_ALL_INCLUDING_SELF | RESCHEDULE_VECTOR);
+    attack_ipi("all-excluding-self shorthand", 0, APIC_ICR_ALL_EXCLUDING_SELF | RESCHEDULE_VECTOR);
+    attack_ipi("SMI", target, APIC_DM_SMI);
+    attack_ipi("ExtINT", target, APIC_DM_EXTINT);
     attack_memory("memory past the kernel's RAM", self.ram_base + self.ram_bytes + 0x10000);
     attack_memory("memory at 1 GiB", 0x40000000UL);
     attack_memory("memory above 4 GiB", 0x100000000UL);

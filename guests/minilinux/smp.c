@@ -6,6 +6,7 @@
  * TLB shootdowns.
  */
 #include "kernel.h"
+#include "apic.h"
 
 #define TRAMPOLINE_BASE 0x8000
 #define STACK_PAGES 4
@@ -34,6 +35,7 @@ static struct call_data *volatile call_data;
 static spinlock_t call_lock = SPINLOCK_INIT;
 static volatile u64 tlb_address;
 static volatile u32 tlb_pending;
+static idle_hook_fn idle_hook;
 
 struct percpu *this_cpu(void)
 {
@@ -63,8 +65,8 @@ static void timer_interrupt(struct pt_regs *regs)
 static void error_interrupt(struct pt_regs *regs)
 {
     (void)regs;
-    apic_write(0x280, 0);
-    u32 esr = apic_read(0x280);
+    apic_write(APIC_ESR, 0);
+    u32 esr = apic_read(APIC_ESR);
     pr_err("APIC error on CPU %u: ESR 0x%x\n", smp_processor_id(), esr);
     apic_eoi();
 }
@@ -118,17 +120,20 @@ static struct percpu *alloc_percpu(u32 number, u8 apic_id, u8 node)
 static void set_logical_id(struct percpu *cpu)
 {
     if (logical_model == LOGICAL_FLAT) {
-        apic_write(0xE0, 0xFFFFFFFF);
-        apic_write(0xD0, 1U << (24 + cpu->cpu));
+        apic_write(APIC_DFR, APIC_DFR_FLAT);
+        apic_write(APIC_LDR, APIC_LDR_ID(1U << cpu->cpu));
     } else if (logical_model == LOGICAL_CLUSTER) {
-        apic_write(0xE0, 0x0FFFFFFF);
-        apic_write(0xD0, ((cpu->cpu / 4) << 28) | (1U << (24 + cpu->cpu % 4)));
+        apic_write(APIC_DFR, APIC_DFR_CLUSTER);
+        apic_write(APIC_LDR, APIC_LDR_ID(((cpu->cpu / 4) << 4) | (1U << (cpu->cpu % 4))));
     }
 }
 
-void idle_work(struct percpu *cpu);
+void set_idle_hook(idle_hook_fn hook)
+{
+    idle_hook = hook;
+}
 
-/* Sleep until an interrupt; after a reschedule IPI, run the queued work. */
+/* Sleep until an interrupt; after a reschedule IPI, run the idle hook. */
 static void cpu_idle(struct percpu *cpu)
 {
     for (;;) {
@@ -138,7 +143,8 @@ static void cpu_idle(struct percpu *cpu)
             cpu->woken++;
             if (cpu->fault_requested)
                 *(volatile u64 *)(TLB_WINDOW + 0x100000) = cpu->cpu; /* never mapped */
-            idle_work(cpu);
+            if (idle_hook)
+                idle_hook(cpu);
         }
     }
 }
@@ -160,12 +166,12 @@ void start_secondary(void)
 static bool wakeup_secondary_cpu(struct percpu *cpu)
 {
     u8 apic = cpu->apic_id;
-    apic_write(0x280, 0);
-    apic_send_ipi(apic, ICR_INIT | ICR_LEVEL | ICR_ASSERT);
-    apic_send_ipi(apic, ICR_INIT | ICR_LEVEL);
+    apic_write(APIC_ESR, 0);
+    apic_send_ipi(apic, APIC_DM_INIT | APIC_ICR_LEVEL | APIC_ICR_ASSERT);
+    apic_send_ipi(apic, APIC_DM_INIT | APIC_ICR_LEVEL);
     mdelay(10);
     for (int attempt = 0; attempt < 2 && !cpu->online; attempt++) {
-        if (!apic_send_ipi(apic, ICR_STARTUP | (TRAMPOLINE_BASE >> 12)))
+        if (!apic_send_ipi(apic, APIC_DM_STARTUP | (TRAMPOLINE_BASE >> 12)))
             pr_err("smpboot: STARTUP IPI to APIC %u was not delivered\n", apic);
         udelay(200);
     }
@@ -240,7 +246,7 @@ void smp_init(void)
 /* ---------------------------------------------------------------- IPIs */
 void send_ipi_cpu(u32 cpu, u8 vector)
 {
-    apic_send_ipi(per_cpu[cpu]->apic_id, ICR_FIXED | vector);
+    apic_send_ipi(per_cpu[cpu]->apic_id, APIC_DM_FIXED | vector);
 }
 
 static u32 logical_id(u32 cpu)
@@ -262,7 +268,7 @@ int smp_call_function(void (*func)(void *), void *info, bool wait, enum ipi_mode
     atomic_set(&data.pending, others);
     call_data = &data;
     if (mode == IPI_SHORTHAND) {
-        apic_send_ipi(0, ICR_ALL_BUT_SELF | CALL_FUNCTION_VECTOR);
+        apic_send_ipi(0, APIC_ICR_ALL_EXCLUDING_SELF | CALL_FUNCTION_VECTOR);
     } else if (mode == IPI_PHYSICAL) {
         for (u32 cpu = 0; cpu < MAX_CPUS; cpu++)
             if (cpu != self && per_cpu[cpu] && per_cpu[cpu]->online)
@@ -272,7 +278,7 @@ int smp_call_function(void (*func)(void *), void *info, bool wait, enum ipi_mode
         for (u32 cpu = 0; cpu < MAX_CPUS; cpu++)
             if (cpu != self && per_cpu[cpu] && per_cpu[cpu]->online)
                 mask |= logical_id(cpu);
-        apic_send_ipi(mask, ICR_LOGICAL | CALL_FUNCTION_VECTOR);
+        apic_send_ipi(mask, APIC_ICR_LOGICAL | CALL_FUNCTION_VECTOR);
     } else {
         for (u32 cluster = 0; cluster < 15; cluster++) {
             u32 members = 0;
@@ -280,7 +286,7 @@ int smp_call_function(void (*func)(void *), void *info, bool wait, enum ipi_mode
                 if (cpu != self && per_cpu[cpu] && per_cpu[cpu]->online)
                     members |= 1U << (cpu % 4);
             if (members)
-                apic_send_ipi((cluster << 4) | members, ICR_LOGICAL | CALL_FUNCTION_VECTOR);
+                apic_send_ipi((cluster << 4) | members, APIC_ICR_LOGICAL | CALL_FUNCTION_VECTOR);
         }
     }
     if (wait)
@@ -306,7 +312,7 @@ void flush_tlb_all_cpus(u64 address)
         return;
     tlb_address = address;
     atomic_set(&tlb_pending, others);
-    apic_send_ipi(0, ICR_ALL_BUT_SELF | INVALIDATE_TLB_VECTOR);
+    apic_send_ipi(0, APIC_ICR_ALL_EXCLUDING_SELF | INVALIDATE_TLB_VECTOR);
     while (atomic_read(&tlb_pending))
         cpu_relax();
 }

@@ -61,15 +61,20 @@ static void primes_worker(void)
         send_ipi_cpu(0, BARRIER_VECTOR);
 }
 
-/* What an AP's idle loop runs after a reschedule IPI (smp.c cpu_idle). */
+/* The work an AP's idle loop runs after a reschedule IPI (the idle hook). */
 static void (*volatile ap_work)(void);
 
-void idle_work(struct percpu *cpu);
-void idle_work(struct percpu *cpu)
+static void workloads_idle(struct percpu *cpu)
 {
     (void)cpu;
     if (ap_work)
         ap_work();
+}
+
+/* Before smp_init: an AP may run the idle hook as soon as it is up. */
+void workloads_init(void)
+{
+    set_idle_hook(workloads_idle);
 }
 
 static bool sieve_check(u64 limit, u64 *count_out, u64 *sum_out)

@@ -1,6 +1,7 @@
 """Delivering interrupts and exceptions through the guest's IVT or IDT.
 
-Unicorn delivers nothing itself (REFERENCE.md): external interrupts, NMIs and
+Unicorn delivers nothing itself (its UC_HOOK_INTR hook only reports the
+vector, and an unhooked exception ends ``emu_start``): external interrupts, NMIs and
 the guest's own exceptions all come here.  The frame layouts follow Intel SDM
 Vol. 3A 6.12 (protected mode), 6.14 (IA-32e mode) and Vol. 3B 20.1.4 (real
 mode); AMD APM Vol. 2 8.9 agrees.
@@ -53,8 +54,8 @@ class DeliveryFault(Exception):
 
 
 class CpuAccess(Protocol):
-    def reg_read(self, reg: int) -> object: ...
-    def reg_write(self, reg: int, value: object) -> None: ...
+    def read_register(self, reg: int) -> object: ...
+    def write_register(self, reg: int, value: object) -> None: ...
     def efer(self) -> int: ...
     def set_cpl(self, cpl: int) -> None: ...
     def read_linear(self, address: int, size: int, write: bool = False) -> bytes: ...
@@ -94,7 +95,7 @@ def cpu_mode(cr0: int, efer: int) -> Mode:
 
 def _segment_dpl(cpu: CpuAccess, selector: int) -> int:
     """DPL of the code segment ``selector`` from the GDT (SDM Vol. 3A 3.4.5)."""
-    _, gdt_base, gdt_limit, _ = cpu.reg_read(UC_X86_REG_GDTR)
+    _, gdt_base, gdt_limit, _ = cpu.read_register(UC_X86_REG_GDTR)
     index = selector & ~7
     if selector & 4 or index + 7 > gdt_limit or index == 0:
         raise DeliveryFault(x86.VECTOR_GP, selector & ~3, f"gate selector {selector:#x} is not a valid GDT code segment")
@@ -111,12 +112,12 @@ def deliver(cpu: CpuAccess, vector: int, source: Source, error_code: int | None 
     faulting instruction (faults), the next one (traps, ``int n``) or the
     interrupted one (external interrupts) before calling.
     """
-    cr0, efer = cpu.reg_read(UC_X86_REG_CR0), cpu.efer()
+    cr0, efer = cpu.read_register(UC_X86_REG_CR0), cpu.efer()
     mode = cpu_mode(cr0, efer)
     if mode is Mode.REAL:
         _deliver_real(cpu, vector)
         return
-    _, idt_base, idt_limit, _ = cpu.reg_read(UC_X86_REG_IDTR)
+    _, idt_base, idt_limit, _ = cpu.read_register(UC_X86_REG_IDTR)
     size = 16 if mode is Mode.LONG else 8
     selector_error = vector * 8 + 2  # IDT bit set (SDM Vol. 3A 6.13)
     if vector * size + size - 1 > idt_limit:
@@ -125,7 +126,7 @@ def deliver(cpu: CpuAccess, vector: int, source: Source, error_code: int | None 
         gate = Gate.decode(cpu.read_linear(idt_base + vector * size, size))
     except TranslationFault as fault:
         raise DeliveryFault(x86.VECTOR_PF, fault.error_code, f"IDT entry for {vector:#x} is not mapped") from None
-    cs, rflags = cpu.reg_read(UC_X86_REG_CS), cpu.reg_read(UC_X86_REG_RFLAGS)
+    cs, rflags = cpu.read_register(UC_X86_REG_CS), cpu.read_register(UC_X86_REG_RFLAGS)
     cpl = cs & 3
     if not gate.present:
         raise DeliveryFault(x86.VECTOR_NP, selector_error, f"IDT gate for vector {vector:#x} is not present")
@@ -138,7 +139,7 @@ def deliver(cpu: CpuAccess, vector: int, source: Source, error_code: int | None 
     if source is Source.SOFTWARE and gate.dpl < cpl:
         raise DeliveryFault(x86.VECTOR_GP, selector_error, f"int {vector:#x} from CPL {cpl} through a DPL {gate.dpl} gate")
     new_cpl = _segment_dpl(cpu, gate.selector)
-    rip, rsp, ss = cpu.reg_read(UC_X86_REG_RIP), cpu.reg_read(UC_X86_REG_RSP), cpu.reg_read(UC_X86_REG_SS)
+    rip, rsp, ss = cpu.read_register(UC_X86_REG_RIP), cpu.read_register(UC_X86_REG_RSP), cpu.read_register(UC_X86_REG_SS)
     has_error = error_code is not None
     try:
         if mode is Mode.LONG:
@@ -152,12 +153,12 @@ def deliver(cpu: CpuAccess, vector: int, source: Source, error_code: int | None 
         cleared |= x86.RFLAGS_IF
     if new_ss is not None:
         cpu.set_cpl(new_cpl)  # before the segment loads, whose checks use CPL
-        cpu.reg_write(UC_X86_REG_SS, new_ss)
+        cpu.write_register(UC_X86_REG_SS, new_ss)
     if gate.selector != cs:
-        cpu.reg_write(UC_X86_REG_CS, gate.selector)
-    cpu.reg_write(UC_X86_REG_RSP, new_rsp)
-    cpu.reg_write(UC_X86_REG_RFLAGS, rflags & ~cleared)
-    cpu.reg_write(UC_X86_REG_RIP, gate.offset)
+        cpu.write_register(UC_X86_REG_CS, gate.selector)
+    cpu.write_register(UC_X86_REG_RSP, new_rsp)
+    cpu.write_register(UC_X86_REG_RFLAGS, rflags & ~cleared)
+    cpu.write_register(UC_X86_REG_RIP, gate.offset)
 
 
 def _push_long(cpu: CpuAccess, gate: Gate, cpl: int, new_cpl: int, ss: int, rsp: int, rflags: int,
@@ -168,7 +169,7 @@ def _push_long(cpu: CpuAccess, gate: Gate, cpl: int, new_cpl: int, ss: int, rsp:
     new_ss = None
     stack = rsp
     if gate.ist or new_cpl < cpl:
-        _, tss_base, _, _ = cpu.reg_read(UC_X86_REG_TR)
+        _, tss_base, _, _ = cpu.read_register(UC_X86_REG_TR)
         field = x86.TSS64_IST1 + 8 * (gate.ist - 1) if gate.ist else x86.TSS64_RSP0 + 8 * new_cpl
         stack = int.from_bytes(cpu.read_linear(tss_base + field, 8), "little")
         if new_cpl < cpl:
@@ -192,7 +193,7 @@ def _push_protected(cpu: CpuAccess, gate: Gate, cpl: int, new_cpl: int, ss: int,
     new_ss = None
     stack = rsp & 0xFFFFFFFF
     if new_cpl < cpl:
-        _, tss_base, _, _ = cpu.reg_read(UC_X86_REG_TR)
+        _, tss_base, _, _ = cpu.read_register(UC_X86_REG_TR)
         stack = int.from_bytes(cpu.read_linear(tss_base + x86.TSS32_ESP0 + 8 * new_cpl, 4), "little")
         new_ss = int.from_bytes(cpu.read_linear(tss_base + x86.TSS32_SS0 + 8 * new_cpl, 2), "little")
         values = [ss, rsp] + values
@@ -207,15 +208,15 @@ def _push_protected(cpu: CpuAccess, gate: Gate, cpl: int, new_cpl: int, ss: int,
 def _deliver_real(cpu: CpuAccess, vector: int) -> None:
     """Real-address mode: push FLAGS, CS, IP and jump through the IVT
     (SDM Vol. 3B 20.1.4)."""
-    _, ivt_base, ivt_limit, _ = cpu.reg_read(UC_X86_REG_IDTR)
+    _, ivt_base, ivt_limit, _ = cpu.read_register(UC_X86_REG_IDTR)
     if vector * 4 + 3 > ivt_limit:
         raise DeliveryFault(x86.VECTOR_GP, 0, f"vector {vector:#x} is beyond the IVT limit")
     ip, segment = struct.unpack("<HH", cpu.read_linear(ivt_base + vector * 4, 4))
-    cs, rflags = cpu.reg_read(UC_X86_REG_CS), cpu.reg_read(UC_X86_REG_RFLAGS)
-    rip, sp, ss = cpu.reg_read(UC_X86_REG_RIP), cpu.reg_read(UC_X86_REG_RSP), cpu.reg_read(UC_X86_REG_SS)
+    cs, rflags = cpu.read_register(UC_X86_REG_CS), cpu.read_register(UC_X86_REG_RFLAGS)
+    rip, sp, ss = cpu.read_register(UC_X86_REG_RIP), cpu.read_register(UC_X86_REG_RSP), cpu.read_register(UC_X86_REG_SS)
     sp = (sp - 6) & 0xFFFF
     cpu.write_linear((ss << 4) + sp, struct.pack("<HHH", rip & 0xFFFF, cs, rflags & 0xFFFF))
-    cpu.reg_write(UC_X86_REG_RSP, sp)
-    cpu.reg_write(UC_X86_REG_RFLAGS, rflags & ~(x86.RFLAGS_IF | x86.RFLAGS_TF | x86.RFLAGS_AC))
+    cpu.write_register(UC_X86_REG_RSP, sp)
+    cpu.write_register(UC_X86_REG_RFLAGS, rflags & ~(x86.RFLAGS_IF | x86.RFLAGS_TF | x86.RFLAGS_AC))
     cpu.load_segment(UC_X86_REG_CS, segment)
-    cpu.reg_write(UC_X86_REG_RIP, ip)
+    cpu.write_register(UC_X86_REG_RIP, ip)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from osvemu.cpu.core import Core
 
 
 @dataclass
@@ -27,3 +31,15 @@ class FaultReport:
         data["registers"] = {name: f"{value:#x}" for name, value in self.registers.items()}
         data["rip"] = f"{self.rip:#x}"
         return data
+
+
+def fault_report(core: Core, kind: str, description: str, chain: list[str]) -> FaultReport:
+    """What a core looked like when it stopped on a fault; never fails."""
+    registers = core.registers()
+    rip = registers["rip"]
+    try:
+        instruction = core.disassemble(rip)
+    except Exception:  # noqa: BLE001 - a report must never fail
+        instruction = "<unreadable>"
+    return FaultReport(core.index, core.apic_id, kind, description, rip, instruction,
+                       core.platform.symbolize(core, rip), registers, chain)

@@ -34,10 +34,18 @@ def translate(linear: int, cr0: int, cr3: int, cr4: int, efer: int, read_u64: Re
         return linear & 0xFFFFFFFF if not efer & x86.EFER_LMA else linear
     fault_bits = (x86.PF_WRITE if write else 0) | (x86.PF_USER if user else 0)
 
-    def check(entry: int) -> None:
+    def check(entry: int, rights: bool = True) -> None:
+        """A not-present entry faults; so does one whose R/W or U/S bit
+        forbids the access (SDM Vol. 3A 4.6.1: user writes always need R/W,
+        supervisor writes only with CR0.WP; user accesses need U/S).  PAE's
+        PDPTEs carry no rights (SDM Vol. 3A 4.4.1, Table 4-8)."""
         if not entry & x86.PTE_PRESENT:
             raise TranslationFault(linear, fault_bits)
-        if write and not entry & x86.PTE_WRITE and cr0 & (1 << 16):  # CR0.WP
+        if not rights:
+            return
+        if write and not entry & x86.PTE_WRITE and (user or cr0 & x86.CR0_WP):
+            raise TranslationFault(linear, fault_bits | x86.PF_PRESENT)
+        if user and not entry & x86.PTE_USER:
             raise TranslationFault(linear, fault_bits | x86.PF_PRESENT)
 
     if efer & x86.EFER_LMA:
@@ -53,7 +61,7 @@ def translate(linear: int, cr0: int, cr3: int, cr4: int, efer: int, read_u64: Re
     linear &= 0xFFFFFFFF
     if cr4 & x86.CR4_PAE:
         pdpte = read_u64((cr3 & 0xFFFFFFE0) + ((linear >> 30) & 3) * 8)
-        check(pdpte)
+        check(pdpte, rights=False)
         pde = read_u64((pdpte & _ADDR_MASK) + ((linear >> 21) & 0x1FF) * 8)
         check(pde)
         if pde & x86.PTE_LARGE:

@@ -20,7 +20,7 @@ from unicorn import x86_const as r
 from osvemu.cpu.core import Core
 from osvemu.cpu.paging import TranslationFault
 from osvemu.debug import registers
-from osvemu.debug.engine import Debugger, DebugMemoryError, Stop
+from osvemu.debug.engine import Debugger, DebugMemoryError, Stop, StopKind
 from osvemu.errors import ConfigError, GuestFault
 from osvemu.image import KernelImage
 from osvemu.platform.machine import Machine
@@ -139,7 +139,7 @@ class DebugConsole:
             reg = registers.lookup(token)
             if reg is None:
                 raise CommandError(f"unknown register {token}")
-            return registers.read(self.core.uc, reg)
+            return registers.read(self.core, reg)
         token = token.lstrip("&*")
         try:
             return int(token, 0)
@@ -158,7 +158,7 @@ class DebugConsole:
         return f"<{name}>" if name else ""
 
     def _where(self, core: Core) -> str:
-        rip = core.uc.reg_read(r.UC_X86_REG_RIP)
+        rip = core.rip
         return f"{self._describe(rip)} ({core.state.value})"
 
     # ------------------------------------------------------------ breakpoints
@@ -211,7 +211,7 @@ class DebugConsole:
         stop = None
         for _ in range(count):
             stop = self.debugger.step()
-            if stop.kind != "step":
+            if stop.kind is not StopKind.STEP:
                 break
         self._report(stop)
 
@@ -220,13 +220,13 @@ class DebugConsole:
         stop = None
         for _ in range(count):
             core = self.core
-            rip = core.uc.reg_read(r.UC_X86_REG_RIP)
+            rip = core.rip
             instruction = self._instructions(core, rip, 1)[0]
             if instruction.mnemonic in _CALL_MNEMONICS:
                 stop = self._run_to(core, rip + instruction.size)
             else:
                 stop = self.debugger.step()
-            if stop.kind not in ("step", "breakpoint") or stop.core != core.index:
+            if stop.kind not in (StopKind.STEP, StopKind.BREAKPOINT) or stop.core != core.index:
                 break
         self._report(stop)
 
@@ -234,7 +234,7 @@ class DebugConsole:
         """Run until the current function returns, found through the frame
         pointer: the return address sits just above the saved RBP."""
         core = self.core
-        rbp = core.uc.reg_read(r.UC_X86_REG_RBP)
+        rbp = core.read_register(r.UC_X86_REG_RBP)
         return_address = struct.unpack("<Q", self.debugger.read_memory(rbp + 8, 8, core))[0]
         self.say(f"Run till exit to {self._describe(return_address)}")
         self._report(self._run_to(core, return_address, above_stack=rbp))
@@ -246,36 +246,36 @@ class DebugConsole:
         try:
             while True:
                 stop = self.debugger.cont()
-                if stop.kind != "breakpoint" or stop.address != address:
+                if stop.kind is not StopKind.BREAKPOINT or stop.address != address:
                     return stop
                 if stop.core == core.index and (above_stack is None or
-                                                core.uc.reg_read(r.UC_X86_REG_RSP) > above_stack):
-                    return Stop("step", core.index)
+                                                core.read_register(r.UC_X86_REG_RSP) > above_stack):
+                    return Stop(StopKind.STEP, core.index)
         finally:
             self.debugger.delete(point.number)
 
     def _report(self, stop: Stop) -> None:
-        if stop.kind == "exited":
+        if stop.kind is StopKind.EXITED:
             self.say(f"[machine stopped: {stop.reason}; exit status {stop.status}]")
             return
         core = self.machine.cores[stop.core]
-        if stop.kind == "breakpoint":
+        if stop.kind is StopKind.BREAKPOINT:
             numbers = [b.number for b in self.debugger.breakpoints.values() if b.address == stop.address]
             label = f"breakpoint {numbers[0]}" if numbers else "temporary breakpoint"
             self.say(f"Core {stop.core} hit {label} at {self._describe(stop.address)}")
-        elif stop.kind == "watchpoint":
+        elif stop.kind is StopKind.WATCHPOINT:
             self.say(f"Core {stop.core} hit {stop.watch} watchpoint on {self._describe(stop.address)}")
             if stop.old is not None:
                 self.say(f"Old value = {stop.old:#x}")
                 self.say(f"New value = {stop.new:#x}")
-        elif stop.kind == "interrupt":
+        elif stop.kind is StopKind.INTERRUPT:
             self.say(f"Core {stop.core} interrupted")
         elif stop.reason:
             self.say(stop.reason)
         self._show_current(core)
 
     def _show_current(self, core: Core) -> None:
-        rip = core.uc.reg_read(r.UC_X86_REG_RIP)
+        rip = core.rip
         try:
             text = self._format_instruction(self._instructions(core, rip, 1)[0])
         except (DebugMemoryError, IndexError):
@@ -318,7 +318,6 @@ class DebugConsole:
                 self.say(f"        hit {point.hits} time{'s' if point.hits != 1 else ''}")
 
     def _info_registers(self, names: list[str]) -> None:
-        uc = self.core.uc
         if names:
             selected = []
             for name in names:
@@ -331,7 +330,7 @@ class DebugConsole:
                         and not reg.name.startswith("st") and reg.name not in registers.UNMODELLED
                         and reg.name not in ("fctrl", "fstat", "ftag")]
         for reg in selected:
-            value = registers.read(uc, reg)
+            value = registers.read(self.core, reg)
             natural = self._describe(value) if reg.name == "rip" else str(value)
             self.say(f"{reg.name:<15}{hex(value):<19}{natural}")
 
@@ -339,7 +338,7 @@ class DebugConsole:
         self.say("  Id   APIC ID  State           Mode                 RIP")
         for core in self.machine.cores:
             marker = "*" if core.index == self.debugger.selected else " "
-            rip = core.uc.reg_read(r.UC_X86_REG_RIP)
+            rip = core.rip
             self.say(f"{marker} {core.index:<4} {core.apic_id:<8} {core.state.value:<15} "
                      f"{self._mode(core):<20} {self._describe(rip)}")
 
@@ -397,13 +396,13 @@ class DebugConsole:
         if args:
             start = self.evaluate(" ".join(args))
         else:
-            start = core.uc.reg_read(r.UC_X86_REG_RIP)
+            start = core.rip
         symbol = self.image.symbols.find(start)
         if symbol is not None and symbol.size:
             start, end, title = symbol.address, symbol.address + symbol.size, symbol.name
         else:
             end, title = start + 64, self._describe(start)
-        rip = core.uc.reg_read(r.UC_X86_REG_RIP)
+        rip = core.rip
         self.say(f"Dump of assembler code for {title}:")
         address = start
         while address < end:
@@ -420,8 +419,8 @@ class DebugConsole:
         [rbp + 8] the return address (System V AMD64 ABI 3.2.2)."""
         core = self.core
         limit = int(args[0], 0) if args else 64
-        self.say(f"#0  {self._describe(core.uc.reg_read(r.UC_X86_REG_RIP))}")
-        rbp = core.uc.reg_read(r.UC_X86_REG_RBP)
+        self.say(f"#0  {self._describe(core.rip)}")
+        rbp = core.read_register(r.UC_X86_REG_RBP)
         for depth in range(1, limit):
             if rbp == 0 or rbp & 7:
                 break

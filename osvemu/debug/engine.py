@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-
-from unicorn import UC_HOOK_CODE, UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE, UC_MEM_WRITE, UcError
-from unicorn.x86_const import UC_X86_REG_RIP
+from enum import Enum
 
 from osvemu.cpu.core import Core, CoreState
 from osvemu.cpu.paging import TranslationFault
@@ -28,11 +26,19 @@ from osvemu.scheduler import Scheduler
 WATCH_KINDS = ("write", "read", "access")
 
 
+class StopKind(Enum):
+    BREAKPOINT = "breakpoint"
+    WATCHPOINT = "watchpoint"
+    STEP = "step"
+    INTERRUPT = "interrupt"  # the user (Ctrl-C) or the GDB client asked
+    EXITED = "exited"  # the run ended
+
+
 @dataclass
 class Stop:
     """Why the machine stopped."""
 
-    kind: str  # "breakpoint", "watchpoint", "step", "interrupt", "exited"
+    kind: StopKind
     core: int
     address: int | None = None  # breakpoint address, or the watched data address
     watch: str | None = None  # "write", "read" or "access"
@@ -84,9 +90,8 @@ class Debugger:
                 return existing
         breakpoint = Breakpoint(next(self._numbers), address, temporary)
         for core in self.machine.cores:
-            handle = core.uc.hook_add(UC_HOOK_CODE, self._on_breakpoint, (core, breakpoint), address, address)
+            handle = core.add_code_hook(self._breakpoint_hook(core, breakpoint), address, address)
             breakpoint.hooks.append((core, handle))
-            _invalidate(core, address, address + 1)  # code already translated would miss the hook
         self.breakpoints[breakpoint.number] = breakpoint
         return breakpoint
 
@@ -101,36 +106,34 @@ class Debugger:
         if point is None:
             return False
         for core, handle in point.hooks:
-            core.uc.hook_del(handle)
+            core.remove_hook(handle)
             if isinstance(point, Breakpoint):
-                _invalidate(core, point.address, point.address + 1)
+                core.invalidate_code(point.address, point.address + 1)
         return True
 
     def delete_all(self) -> None:
         for number in list(self.breakpoints) + list(self.watchpoints):
             self.delete(number)
 
-    def _on_breakpoint(self, uc, address: int, size: int, data: tuple[Core, Breakpoint]) -> None:
-        core, breakpoint = data
-        if core.skip_breakpoint_at == address:
-            core.skip_breakpoint_at = None
-            return
-        breakpoint.hits += 1
-        self._pending = Stop("breakpoint", core.index, address)
-        core.pause_before_instruction()
-        self.scheduler.pause_requested = True
+    def _breakpoint_hook(self, core: Core, breakpoint: Breakpoint):
+        def on_breakpoint(address: int, size: int) -> None:
+            if core.skip_breakpoint_at == address:
+                core.skip_breakpoint_at = None
+                return
+            breakpoint.hits += 1
+            self._pending = Stop(StopKind.BREAKPOINT, core.index, address)
+            core.pause_before_instruction()
+            self.scheduler.pause_requested = True
+        return on_breakpoint
 
     # ------------------------------------------------------------ watchpoints
     def add_watchpoint(self, address: int, length: int, kind: str = "write") -> Watchpoint:
         if kind not in WATCH_KINDS:
             raise ValueError(f"watchpoint kind must be one of {WATCH_KINDS}")
         watchpoint = Watchpoint(next(self._numbers), address, length, kind)
-        hook_types = {"write": UC_HOOK_MEM_WRITE, "read": UC_HOOK_MEM_READ,
-                      "access": UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE}[kind]
         for core in self.machine.cores:
-            handle = core.uc.hook_add(hook_types, self._on_access, (core, watchpoint), address, address + length - 1)
+            handle = core.add_memory_hook(kind, self._watchpoint_hook(core, watchpoint), address, address + length - 1)
             watchpoint.hooks.append((core, handle))
-            core.uc.ctl_flush_tb()
         self.watchpoints[watchpoint.number] = watchpoint
         return watchpoint
 
@@ -140,23 +143,22 @@ class Debugger:
             self.delete(watchpoint.number)
         return bool(found)
 
-    def _on_access(self, uc, access: int, address: int, size: int, value: int,
-                   data: tuple[Core, Watchpoint]) -> None:
-        core, watchpoint = data
-        if self._pending is not None and self._pending.core == core.index:
-            return  # one stop per instruction
-        watchpoint.hits += 1
-        is_write = access == UC_MEM_WRITE
-        old = None
-        if is_write:
-            try:
-                old = int.from_bytes(bytes(uc.mem_read(address, size)), "little")
-            except Exception:  # noqa: BLE001 - the old value is informative only
-                old = None
-        self._pending = Stop("watchpoint", core.index, address, watch=watchpoint.kind,
-                             old=old, new=value & ((1 << (8 * size)) - 1) if is_write else None)
-        core.pause_after_instruction()
-        self.scheduler.pause_requested = True
+    def _watchpoint_hook(self, core: Core, watchpoint: Watchpoint):
+        def on_access(is_write: bool, address: int, size: int, value: int) -> None:
+            if self._pending is not None and self._pending.core == core.index:
+                return  # one stop per instruction
+            watchpoint.hits += 1
+            old = None
+            if is_write:
+                try:
+                    old = int.from_bytes(core.read_physical(address, size), "little")
+                except Exception:  # noqa: BLE001 - the old value is informative only
+                    old = None
+            self._pending = Stop(StopKind.WATCHPOINT, core.index, address, watch=watchpoint.kind,
+                                 old=old, new=value & ((1 << (8 * size)) - 1) if is_write else None)
+            core.pause_after_instruction()
+            self.scheduler.pause_requested = True
+        return on_access
 
     # ------------------------------------------------------------ execution
     def cont(self) -> Stop:
@@ -171,9 +173,9 @@ class Debugger:
         if outcome is not None:
             status, reason = outcome
             core = self.machine.exit.core if self.machine.exit is not None else self.selected
-            self.ended = Stop("exited", core, status=status, reason=reason)
+            self.ended = Stop(StopKind.EXITED, core, status=status, reason=reason)
             return self._stopped(self.ended)
-        stop = self._pending or Stop("interrupt", self.scheduler.last_core)
+        stop = self._pending or Stop(StopKind.INTERRUPT, self.scheduler.last_core)
         return self._stopped(stop)
 
     def step(self, core: Core | None = None) -> Stop:
@@ -184,15 +186,15 @@ class Debugger:
         self._step_over_breakpoints(only=core)
         self._pending = None
         if core.state is not CoreState.RUNNING:
-            return self._stopped(Stop("step", core.index, reason=f"core {core.index} is {core.state.value}"))
+            return self._stopped(Stop(StopKind.STEP, core.index, reason=f"core {core.index} is {core.state.value}"))
         self.scheduler.step(core)
         self.scheduler.pause_requested = False
         core.skip_breakpoint_at = None
         if self.machine.exit is not None:
-            self.ended = Stop("exited", core.index, status=self.machine.exit.status,
+            self.ended = Stop(StopKind.EXITED, core.index, status=self.machine.exit.status,
                               reason=f"guest wrote {self.machine.exit.status} to the exit port")
             return self._stopped(self.ended)
-        return self._stopped(self._pending or Stop("step", core.index))
+        return self._stopped(self._pending or Stop(StopKind.STEP, core.index))
 
     def interrupt(self) -> None:
         """Ask a running machine to stop (thread-safe: a flag the scheduler
@@ -202,7 +204,7 @@ class Debugger:
     def _stopped(self, stop: Stop) -> Stop:
         self.selected = stop.core
         self.last_stop = stop
-        if stop.kind == "breakpoint":
+        if stop.kind is StopKind.BREAKPOINT:
             for number, breakpoint in list(self.breakpoints.items()):
                 if breakpoint.temporary and breakpoint.address == stop.address:
                     self.delete(number)
@@ -213,8 +215,7 @@ class Debugger:
         resumes instead of stopping there again."""
         addresses = {b.address for b in self.breakpoints.values()}
         for core in [only] if only else self.machine.cores:
-            rip = core.uc.reg_read(UC_X86_REG_RIP)
-            core.skip_breakpoint_at = rip if rip in addresses else None
+            core.skip_breakpoint_at = core.rip if core.rip in addresses else None
 
     # ------------------------------------------------------------ memory
     def read_memory(self, address: int, length: int, core: Core | None = None) -> bytes:
@@ -231,29 +232,7 @@ class Debugger:
         except (TranslationFault, GuestFault) as error:
             raise DebugMemoryError(f"cannot access memory at {address:#x}: {error}") from None
         for other in self.machine.cores:
-            _invalidate(other, address, address + len(data))  # code may have been patched
+            other.invalidate_code(address, address + len(data))  # code may have been patched
 
 
-def _invalidate(core: Core, start: int, end: int) -> None:
-    """Drop translated code for [start, end) on ``core``.
-
-    Unicorn's remove-cache walks the core's page tables for the address; a
-    walk that faults there is not contained (it unwinds through code that
-    never set up a landing point), so the range is checked with osvemu's own
-    page walk first, and a core where it does not translate, or that has no
-    context yet, drops all its translated code instead."""
-    if core.state in (CoreState.WAIT_FOR_SIPI, CoreState.STOPPED):
-        return  # it runs no code until a SIPI, which drops the translation cache
-    try:
-        core.translate(start)
-        core.translate(end - 1)
-    except (TranslationFault, GuestFault):
-        core.uc.ctl_flush_tb()
-        return
-    try:
-        core.uc.ctl_remove_cache(start, end)
-    except UcError:
-        core.uc.ctl_flush_tb()
-
-
-__all__ = ["Breakpoint", "DebugMemoryError", "Debugger", "Stop", "Watchpoint"]
+__all__ = ["Breakpoint", "DebugMemoryError", "Debugger", "Stop", "StopKind", "Watchpoint"]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from osvemu.cpu.core import Core
 from osvemu.debug import registers
-from osvemu.debug.engine import Debugger, DebugMemoryError, Stop
+from osvemu.debug.engine import Debugger, DebugMemoryError, Stop, StopKind
 from osvemu.errors import ConfigError
 
 PACKET_SIZE = 0x4000
@@ -142,7 +142,7 @@ class GdbStub:
         self.connection: Connection | None = None
         self._register_thread = 0  # Hg
         self._resume_thread = -1  # Hc
-        self._stop: Stop = Stop("interrupt", 0)
+        self._stop: Stop = Stop(StopKind.INTERRUPT, 0)
         self._killed = False
         waiting = "; the machine waits for the debugger" if wait else ""
         print(f"osvemu: gdb stub listening on {self.address[0]}:{self.address[1]}{waiting}", file=log, flush=True)
@@ -161,7 +161,7 @@ class GdbStub:
             if running:
                 stop = self.debugger.cont()
                 self._stop = stop
-                if stop.kind == "exited":
+                if stop.kind is StopKind.EXITED:
                     self._finish_connection(stop)
                     return stop.status, stop.reason
                 if self.connection is None:
@@ -186,7 +186,7 @@ class GdbStub:
             if resume.step_core is not None:
                 stop = self.debugger.step(resume.step_core)
                 self._stop = stop
-                if stop.kind == "exited":
+                if stop.kind is StopKind.EXITED:
                     self._finish_connection(stop)
                     return stop.status, stop.reason
                 self.connection.send(self._stop_reply(stop))
@@ -276,20 +276,20 @@ class GdbStub:
             return "OK"
         if command == "g":
             core = self._register_core()
-            return "".join(registers.encode(reg, registers.read(core.uc, reg)) for reg in registers.REGISTERS)
+            return "".join(registers.encode(reg, registers.read(core, reg)) for reg in registers.REGISTERS)
         if command == "G":
             core, data, offset = self._register_core(), text[1:], 0
             for reg in registers.REGISTERS:
-                registers.write(core.uc, reg, registers.decode(reg, data[offset:]))
+                registers.write(core, reg, registers.decode(reg, data[offset:]))
                 offset += 2 * reg.size
             return "OK"
         if command == "p":
             reg = registers.REGISTERS[int(text[1:], 16)]
-            return registers.encode(reg, registers.read(self._register_core().uc, reg))
+            return registers.encode(reg, registers.read(self._register_core(), reg))
         if command == "P":
             number, value = text[1:].split("=")
             reg = registers.REGISTERS[int(number, 16)]
-            registers.write(self._register_core().uc, reg, registers.decode(reg, value))
+            registers.write(self._register_core(), reg, registers.decode(reg, value))
             return "OK"
         if command == "m":
             address, length = (int(x, 16) for x in text[1:].split(","))
@@ -367,13 +367,13 @@ class GdbStub:
         return self._thread_core(max(0, self._register_thread))
 
     def _stop_reply(self, stop: Stop) -> str:
-        if stop.kind == "exited":
+        if stop.kind is StopKind.EXITED:
             return f"W{(stop.status or 0) & 0xFF:02x}"
         self.debugger.selected = stop.core
         self._register_thread = stop.core + 1
-        signal = SIGINT if stop.kind == "interrupt" else SIGTRAP
+        signal = SIGINT if stop.kind is StopKind.INTERRUPT else SIGTRAP
         reply = f"T{signal:02x}thread:{stop.core + 1:x};"
-        if stop.kind == "watchpoint":
+        if stop.kind is StopKind.WATCHPOINT:
             reply += f"{_WATCH_REPLY[stop.watch]}:{stop.address:x};"
         return reply
 

@@ -9,13 +9,15 @@ fs_base/gs_base and the system registers cr0, cr2, cr3, cr4, cr8 and efer.
 
 from __future__ import annotations
 
-import ctypes
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from unicorn import x86_const as r
-from unicorn.unicorn_py3 import unicorn as _uc_module
 
 from osvemu.cpu.x86 import MSR_EFER
+
+if TYPE_CHECKING:
+    from osvemu.cpu.core import Core
 
 EFER = -1  # pseudo-id: read and written through the MSR interface
 
@@ -73,29 +75,26 @@ def lookup(name: str) -> Register | None:
     return BY_NAME.get(ALIASES.get(name, name))
 
 
-def read(uc, reg: Register) -> int:
+def read(core: Core, reg: Register) -> int:
     if reg.name in UNMODELLED:
         return 0
     if reg.uc_id == EFER:
-        return uc.reg_read(r.UC_X86_REG_MSR, MSR_EFER)
-    if reg.bits == 80:
-        buffer = ctypes.create_string_buffer(16)  # the binding drops the exponent of an x87 register
-        _uc_module.uclib.uc_reg_read(uc._uch, reg.uc_id, buffer)
-        return int.from_bytes(buffer.raw[:10], "little")
-    return uc.reg_read(reg.uc_id) & ((1 << reg.bits) - 1)
+        return core.efer()
+    if reg.bits == 80:  # raw bytes: the binding drops the exponent of an x87 register
+        return int.from_bytes(core.read_register_bytes(reg.uc_id, reg.size), "little")
+    return core.read_register(reg.uc_id) & ((1 << reg.bits) - 1)
 
 
-def write(uc, reg: Register, value: int) -> None:
+def write(core: Core, reg: Register, value: int) -> None:
     value &= (1 << reg.bits) - 1
     if reg.name in UNMODELLED:
         return
     if reg.uc_id == EFER:
-        uc.reg_write(r.UC_X86_REG_MSR, (MSR_EFER, value))
+        core.write_register(r.UC_X86_REG_MSR, (MSR_EFER, value))
     elif reg.bits == 80:
-        buffer = ctypes.create_string_buffer(value.to_bytes(10, "little") + bytes(6), 16)
-        _uc_module.uclib.uc_reg_write(uc._uch, reg.uc_id, buffer)
+        core.write_register_bytes(reg.uc_id, value.to_bytes(reg.size, "little"))
     else:
-        uc.reg_write(reg.uc_id, value)
+        core.write_register(reg.uc_id, value)
 
 
 def encode(reg: Register, value: int) -> str:

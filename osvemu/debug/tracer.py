@@ -20,16 +20,16 @@ from __future__ import annotations
 import contextlib
 import sys
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, ClassVar
 
 import capstone
-from unicorn import UC_HOOK_CODE, UC_HOOK_MEM_WRITE
 from unicorn import x86_const as r
 
 from osvemu.cpu import x86
 from osvemu.cpu.core import GENERAL_REGISTERS, Core, CoreState
+from osvemu.cpu.paging import TranslationFault
 from osvemu.errors import ConfigError, GuestFault
-from osvemu.events import Event
+from osvemu.events import Event, InitReceived, Locate, Record, StartupReceived
 from osvemu.image import KernelImage
 from osvemu.platform.machine import Machine
 from osvemu.scheduler import RunResult, Scheduler
@@ -38,6 +38,42 @@ from osvemu.scheduler import RunResult, Scheduler
 _DIFF_NAMES = tuple(name for name in GENERAL_REGISTERS if name != "rip")
 _DIFF_IDS = tuple(GENERAL_REGISTERS[name] for name in _DIFF_NAMES)
 _CAPSTONE_MODES = {16: capstone.CS_MODE_16, 32: capstone.CS_MODE_32, 64: capstone.CS_MODE_64}
+_MODE_REGISTERS = (r.UC_X86_REG_CR0, r.UC_X86_REG_CS)
+
+
+@dataclass(frozen=True)
+class ModeChanged(Record):
+    """The core's operating mode changed (real, protected, paging, long)."""
+
+    name: ClassVar[str] = "mode"
+    before: str
+    after: str
+
+    def describe(self, located: Locate) -> str:
+        return f"{self.before} -> {self.after}"
+
+
+@dataclass(frozen=True)
+class MemoryWritten(Record):
+    """A write to a ``--watch`` range."""
+
+    name: ClassVar[str] = "write"
+    address: int
+    size: int
+    value: int
+    rip: int
+
+    def describe(self, located: Locate) -> str:
+        return f"[{self.address:#x}] {self.size} bytes = {self.value:#x} by {located(self.rip)}"
+
+
+@dataclass(frozen=True)
+class UntilReached(Record):
+    name: ClassVar[str] = "until"
+    address: int
+
+    def describe(self, located: Locate) -> str:
+        return f"reached {located(self.address)}"
 
 
 @dataclass
@@ -127,7 +163,7 @@ class Tracer:
         self.traced_count = 0
         self._end_reason: str | None = None
         self._activate = False
-        self._hooks: list[tuple[Core, int]] = []
+        self._hooks: list[tuple[Core, int]] = []  # (core, hook handle)
         self._start_hooks: list[tuple[Core, int]] = []
         self._pending: dict[int, tuple[str, tuple[int, ...]]] = {}  # per core: line waiting for its register diff
         self._mode: dict[int, tuple[int, int, int]] = {}
@@ -144,12 +180,12 @@ class Tracer:
             self._start_tracing()
         else:
             for core in self.machine.cores:
-                self._start_hooks.append((core, core.uc.hook_add(UC_HOOK_CODE, self._on_start, core,
-                                                                 self.start, self.start)))
+                self._start_hooks.append((core, core.add_code_hook(self._hook(self._on_start, core),
+                                                                   self.start, self.start)))
         if self.until is not None:
             for core in self.machine.cores:
-                self._hooks.append((core, core.uc.hook_add(UC_HOOK_CODE, self._on_until, core,
-                                                           self.until, self.until)))
+                self._hooks.append((core, core.add_code_hook(self._hook(self._on_until, core),
+                                                             self.until, self.until)))
         while True:
             outcome = self.scheduler.advance()
             self.scheduler.pause_requested = False
@@ -159,7 +195,7 @@ class Tracer:
             if self._activate:
                 self._activate = False
                 for core, handle in self._start_hooks:
-                    core.uc.hook_del(handle)
+                    core.remove_hook(handle)
                 self._start_hooks.clear()
                 self._start_tracing()
             if self._end_reason is not None:
@@ -170,36 +206,39 @@ class Tracer:
         self.machine.events.unsubscribe(self._on_event)
         self.scheduler.on_slice_end = None
         for core, handle in self._hooks + self._start_hooks:
-            core.uc.hook_del(handle)
+            core.remove_hook(handle)
 
     def _start_tracing(self) -> None:
         self.active = True
         for core in self.cores:
             if not self.options.events_only:
                 low, high = self.range if self.range else (1, 0)
-                self._hooks.append((core, core.uc.hook_add(UC_HOOK_CODE, self._on_instruction, core, low, high)))
+                self._hooks.append((core, core.add_code_hook(self._hook(self._on_instruction, core), low, high)))
             for address, length in self.watches:
-                self._hooks.append((core, core.uc.hook_add(UC_HOOK_MEM_WRITE, self._on_write, core,
-                                                           address, address + length - 1)))
-            core.uc.ctl_flush_tb()  # translated code would not call the new hooks
+                self._hooks.append((core, core.add_memory_hook("write", self._hook(self._on_write, core),
+                                                               address, address + length - 1)))
         for core in self.cores:
             self._check_mode(core)
 
     # ------------------------------------------------------------ hooks
-    def _on_start(self, uc, address: int, size: int, core: Core) -> None:
+    @staticmethod
+    def _hook(method, core: Core):
+        return lambda *args: method(core, *args)
+
+    def _on_start(self, core: Core, address: int, size: int) -> None:
         self._activate = True
         core.pause_before_instruction()
         self.scheduler.pause_requested = True
 
-    def _on_until(self, uc, address: int, size: int, core: Core) -> None:
+    def _on_until(self, core: Core, address: int, size: int) -> None:
         if not self.active:
             return
         self._end_reason = f"core {core.index} reached --until {self.options.until} ({address:#x})"
-        self._write_event(core.index, core.retired_now(), "until", {"address": address})
+        self._write_event(core.index, core.retired_now(), UntilReached(address))
         core.pause_before_instruction()
         self.scheduler.pause_requested = True
 
-    def _on_instruction(self, uc, address: int, size: int, core: Core) -> None:
+    def _on_instruction(self, core: Core, address: int, size: int) -> None:
         if self._end_reason is not None:
             return
         if self.options.count is not None and self.traced_count >= self.options.count:
@@ -211,18 +250,26 @@ class Tracer:
         index = core.retired_now()
         self._flush(core)
         width = self._check_mode(core)
-        code = bytes(uc.mem_read(address, size))
+        code = self._code(core, address, size)
         line = (f"c{core.index:<3} {index:>10} {address:#018x} {self._symbol(address):<28} "
                 f"{code.hex(' '):<30} {self._text(width, address, code)}\n")
         if self.options.regs:
-            self._pending[core.index] = (line, tuple(uc.reg_read_batch(_DIFF_IDS)))
+            self._pending[core.index] = (line, tuple(core.read_registers(_DIFF_IDS)))
         else:
             self.out.write(line)
 
-    def _on_write(self, uc, access: int, address: int, size: int, value: int, core: Core) -> None:
-        rip = uc.reg_read(r.UC_X86_REG_RIP)
-        self._write_event(core.index, core.retired_now(), "write", {
-            "address": address, "size": size, "value": value & ((1 << (8 * size)) - 1), "rip": rip})
+    @staticmethod
+    def _code(core: Core, address: int, size: int) -> bytes:
+        """The instruction's bytes at its linear address (a physical read
+        where the walk fails: the core is about to fault on it anyway)."""
+        try:
+            return core.read_linear(address, size)
+        except (TranslationFault, GuestFault):
+            return core.read_physical(address, size)
+
+    def _on_write(self, core: Core, is_write: bool, address: int, size: int, value: int) -> None:
+        self._write_event(core.index, core.retired_now(),
+                          MemoryWritten(address, size, value & ((1 << (8 * size)) - 1), core.rip))
 
     def _on_slice_end(self, core: Core) -> None:
         if self.active and core.index in self.traced:
@@ -234,8 +281,8 @@ class Tracer:
             return
         core = self.machine.cores[event.core]
         self._flush(core)
-        self._write_event(event.core, event.instruction, event.kind, event.fields)
-        if event.kind in ("init", "sipi"):  # a new start: the mode before it is gone
+        self._write_event(event.core, event.instruction, event.record)
+        if isinstance(event.record, (InitReceived, StartupReceived)):  # a new start: the mode before it is gone
             self._mode.pop(core.index, None)
             self._width.pop(core.index, None)
         self._check_mode(core)
@@ -246,7 +293,7 @@ class Tracer:
         if pending is None:
             return
         line, before = pending
-        after = core.uc.reg_read_batch(_DIFF_IDS)
+        after = core.read_registers(_DIFF_IDS)
         changes = [f"{name} {old:#x} -> {new:#x}" for name, old, new in zip(_DIFF_NAMES, before, after) if old != new]
         self.out.write(line)
         if changes:
@@ -256,51 +303,8 @@ class Tracer:
         for core in self.cores:
             self._flush(core)
 
-    def _write_event(self, core: int, index: int, kind: str, fields: dict) -> None:
-        self.out.write(f"c{core:<3} {index:>10} {'**':<18} {kind} {self._describe(kind, fields)}\n")
-
-    def _describe(self, kind: str, fields: dict) -> str:
-        if kind in ("interrupt", "exception", "int", "nmi"):
-            text = f"vector {fields['vector']:#04x}"
-            if fields.get("error_code") is not None:
-                text += f" error code {fields['error_code']:#x}"
-            if "from" in fields:
-                text += (f" at {self._located(fields['from'])} -> handler {self._located(fields['handler'])}, "
-                         f"frame at rsp {fields['rsp']:#x}")
-            if "cause" in fields:
-                text += f" ({fields['cause']})"
-            return text
-        if kind == "ipi":
-            text = fields["icr"]
-            if fields["delivered"]:
-                text += " -> APIC " + ", ".join(str(a) for a in fields["delivered"])
-            for apic_id, reason in fields["refused"]:
-                text += f"; refused {apic_id if apic_id is not None else ''}: {reason}"
-            return text
-        if kind == "ipi-received":
-            return f"{fields['icr']} from APIC {fields['from']}"
-        if kind == "sipi":
-            return f"vector {fields['vector']:#04x}: start in real mode at {fields['address']:#x}"
-        if kind == "init":
-            return "wait for SIPI"
-        if kind == "hlt":
-            return f"at {self._located(fields['rip'])}"
-        if kind == "timer":
-            return f"LVT timer vector {fields['vector']:#04x} fired {fields['count']} time(s)"
-        if kind == "uart":
-            return repr(fields["line"])
-        if kind == "exit":
-            return f"guest wrote {fields['status']} to port 0xf4"
-        if kind == "fault":
-            return fields["report"]
-        if kind == "mode":
-            return f"{fields['from']} -> {fields['to']}"
-        if kind == "write":
-            return (f"[{fields['address']:#x}] {fields['size']} bytes = {fields['value']:#x} "
-                    f"by {self._located(fields['rip'])}")
-        if kind == "until":
-            return f"reached {self._located(fields['address'])}"
-        return " ".join(f"{k}={v}" for k, v in sorted(fields.items()))
+    def _write_event(self, core: int, index: int, record: Record) -> None:
+        self.out.write(f"c{core:<3} {index:>10} {'**':<18} {record.name} {record.describe(self._located)}\n")
 
     def _located(self, address: int) -> str:
         symbol = self._symbol(address)
@@ -327,11 +331,10 @@ class Tracer:
     def _check_mode(self, core: Core) -> int:
         """Emit a ``mode`` event when the core's operating mode changed;
         return the code width (16, 32 or 64)."""
-        uc = core.uc
         if core.state is CoreState.WAIT_FOR_SIPI:
             return 16
-        key = (uc.reg_read(r.UC_X86_REG_CR0) & (x86.CR0_PE | x86.CR0_PG),
-               core.efer() & x86.EFER_LMA, uc.reg_read(r.UC_X86_REG_CS))
+        cr0, cs = core.read_registers(_MODE_REGISTERS)
+        key = (cr0 & (x86.CR0_PE | x86.CR0_PG), core.efer() & x86.EFER_LMA, cs)
         cached = self._width.get(core.index)
         if cached is not None and cached[0] == key:
             return cached[1]
@@ -344,7 +347,7 @@ class Tracer:
         previous = self._mode.get(core.index)
         self._mode[core.index] = name
         if previous is not None and previous != name:
-            self._write_event(core.index, core.retired_now(), "mode", {"from": previous, "to": name})
+            self._write_event(core.index, core.retired_now(), ModeChanged(previous, name))
         return width
 
 

@@ -71,15 +71,6 @@ class OsvConfig:
     channels: tuple[ChannelPlan, ...] = field(default_factory=tuple)
 
 
-def parse_size(text: str | int, what: str) -> int:
-    if isinstance(text, int):
-        return text
-    try:
-        return layout.parse_size(text)
-    except ConfigError:
-        raise ConfigError(f"{what}: invalid size {text!r} (use a number with K, M or G)") from None
-
-
 def allocatable(topology: Topology) -> list[MemoryRange]:
     """Machine RAM a kernel can own: everything above the first MiB (each
     kernel has its own private low MiB instead)."""
@@ -133,7 +124,9 @@ def _take(ram: list[MemoryRange], offset: int, size: int) -> list[MemoryRange]:
     return out
 
 
-def load_config(path: str | Path, image_override: str | None = None) -> OsvConfig:
+def load_config(path: str | Path, default_image: str | None = None) -> OsvConfig:
+    """The layout a TOML file describes; ``default_image`` is the image of
+    kernels that name none (the command line's IMAGE)."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text())
@@ -149,7 +142,7 @@ def load_config(path: str | Path, image_override: str | None = None) -> OsvConfi
     machine = data.get("machine", {})
     _no_unknown(machine, MACHINE_KEYS, f"{path}: [machine]")
     topology = Topology(machine.get("sockets", 4), machine.get("cores_per_socket", 8),
-                        parse_size(machine.get("memory", "2G"), f"{path}: [machine] memory"))
+                        layout.parse_size(machine.get("memory", "2G"), f"{path}: [machine]"))
     kernels_data = data.get("kernel", [])
     if not kernels_data:
         raise ConfigError(f"{path}: no [[kernel]] defined")
@@ -164,7 +157,7 @@ def load_config(path: str | Path, image_override: str | None = None) -> OsvConfi
         if name in names:
             raise ConfigError(f"{where}: the name is used twice")
         names[name] = index
-        image = spec.get("image", image_override)
+        image = spec.get("image", default_image)
         if image is None:
             raise ConfigError(f"{where}: no image")
         if not Path(image).is_file():
@@ -190,7 +183,7 @@ def load_config(path: str | Path, image_override: str | None = None) -> OsvConfi
             members.append(names[name])
         if len(members) < 2:
             raise ConfigError(f"{where}: a channel needs at least two kernels")
-        size = parse_size(spec.get("size", DEFAULT_CHANNEL_SIZE), where)
+        size = layout.parse_size(spec.get("size", DEFAULT_CHANNEL_SIZE), where, "size")
         if size <= 0 or size % layout.PAGE_SIZE or size > 16 * layout.MiB:
             raise ConfigError(f"{where}: size must be a multiple of 4 KiB up to 16 MiB")
         channels.append(ChannelPlan(index, str(spec.get("name", f"ch{index}")), size, tuple(members)))
@@ -242,7 +235,7 @@ def _memory(spec, topology: Topology, apics: tuple[int, ...], free: list[MemoryR
         if not wanted:
             raise ConfigError(f"{where}: node {value}'s memory is already given to another kernel")
     elif kind == "size":
-        size = parse_size(value, f"{where}: memory size")
+        size = layout.parse_size(value, where)
         if size < 8 * layout.MiB or size % layout.MiB:
             raise ConfigError(f"{where}: memory size must be a multiple of 1 MiB and at least 8 MiB")
         nodes = {topology.cpu_by_apic_id(a).node for a in apics}

@@ -14,6 +14,8 @@ import struct
 from dataclasses import dataclass
 from enum import IntEnum
 
+from osvemu.platform import layout
+
 
 class Hypercall(IntEnum):
     DESCRIBE_SELF = 1  # (buffer, length) -> bytes written
@@ -88,8 +90,8 @@ def handle(call: Call, view: CallerView) -> Outcome:
         bad = _check_buffer(view, a0, a1, SELF_INFO.size)
         if bad:
             return bad
-        ram_base = min(base for base, _ in view.ram if base >= 0x100000)
-        ram_bytes = sum(size for base, size in view.ram if base >= 0x100000)
+        ram_base = min(base for base, _ in view.ram if base >= layout.LOW_MEMORY_END)
+        ram_bytes = sum(size for base, size in view.ram if base >= layout.LOW_MEMORY_END)
         data = SELF_INFO.pack(view.kernel, view.kernel_count, len(view.apic_ids), len(view.channels), ram_bytes,
                               ram_base, bytes(view.apic_ids[:64]))
         return Outcome(len(data), write=(a0, data))

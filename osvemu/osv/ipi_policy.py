@@ -13,9 +13,13 @@ Rules (the paper's interface, section "Interrupt virtualization"):
   numbers its CPUs from 0), so a foreign core with a matching logical ID is
   simply not addressed, and no refusal is recorded for it;
 * NMI, INIT and STARTUP reach only own cores;
-* SMI, ExtINT and the reserved delivery mode are refused.
+* SMI is refused.
 
-Inside a partition a legitimate IPI is routed exactly as on the bare machine
+Before any of these, the architectural rules the hardware itself applies
+(:func:`osvemu.platform.apicbus.architectural_refusal`: reserved delivery
+modes, illegal vectors) refuse a message exactly as on the bare machine;
+those refusals are the guest's own mistake, not OSV violations.  Inside a
+partition a legitimate IPI is routed exactly as on the bare machine
 (:func:`osvemu.platform.icr.resolve_destinations`).
 """
 
@@ -24,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from osvemu.platform.apicbus import Refusal, RoutingDecision
+from osvemu.platform.apicbus import Refusal, RoutingDecision, RoutingPolicy, architectural_refusal
 from osvemu.platform.icr import (
     BROADCAST_ID,
     ApicState,
@@ -36,8 +40,6 @@ from osvemu.platform.icr import (
 
 REFUSED_MODES = {
     DeliveryMode.SMI: "SMI IPIs are refused: System Management Mode belongs to no partition",
-    DeliveryMode.EXTINT: "ExtINT is not a valid ICR delivery mode and is refused",
-    DeliveryMode.RESERVED_3: "delivery mode 011 is reserved and refused",
 }
 
 
@@ -54,6 +56,9 @@ class PartitionLayout:
 def route_ipi(icr: Icr, sender_apic_id: int, layout: PartitionLayout,
               apics: Sequence[ApicState]) -> RoutingDecision:
     """Deliveries and refusals for one ICR write (see the module docstring)."""
+    architectural = architectural_refusal(icr)
+    if architectural is not None:
+        return RoutingDecision((), (architectural,))
     if icr.delivery_mode in REFUSED_MODES:
         return RoutingDecision((), (Refusal(None, REFUSED_MODES[icr.delivery_mode]),))
     partition = layout.owner.get(sender_apic_id)
@@ -72,7 +77,7 @@ def route_ipi(icr: Icr, sender_apic_id: int, layout: PartitionLayout,
     return RoutingDecision(deliveries, tuple(refusals))
 
 
-def make_policy(layout: PartitionLayout):
+def make_policy(layout: PartitionLayout) -> RoutingPolicy:
     """The ApicBus routing policy for this layout."""
     def policy(icr: Icr, sender_apic_id: int, apics: Sequence[ApicState]) -> RoutingDecision:
         return route_ipi(icr, sender_apic_id, layout, apics)

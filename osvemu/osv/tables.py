@@ -6,16 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from osvemu.errors import ConfigError
-from osvemu.osv.monitor import OsvMachine, Partition
 from osvemu.platform import acpi, layout, mptable
-from osvemu.platform.pvh import StartInfo, unpack_memory_map
+from osvemu.platform.machine import Kernel
+from osvemu.platform.pvh import START_INFO, StartInfo, unpack_memory_map
 
 
-def describe(machine: OsvMachine, partition: Partition) -> str:
-    read = partition.view.read
+def describe(kernel: Kernel) -> str:
+    read = kernel.view.read
     tables = acpi.read_tables(read, layout.RSDP_ADDRESS)
     rsdp = acpi.parse_rsdp(read(layout.RSDP_ADDRESS, acpi.RSDP.size))
-    title = f"Kernel {partition.name}: cores {list(partition.plan.apic_ids)}, {partition.plan.ram_bytes >> 20} MiB of RAM"
+    ram_bytes = sum(size for base, size in kernel.placement.image_ram if base >= layout.LOW_MEMORY_END)
+    title = f"Kernel {kernel.name}: cores {list(kernel.placement.apic_ids)}, {ram_bytes >> 20} MiB of RAM"
     root = (f"RSDP @ {layout.RSDP_ADDRESS:#x}: revision {rsdp.revision}, RSDT {rsdp.rsdt_address:#x}, "
             f"XSDT {rsdp.xsdt_address:#x}, checksums {'valid' if rsdp.checksum_ok else 'INVALID'}")
     out = [title, "", root]
@@ -43,23 +44,23 @@ def describe(machine: OsvMachine, partition: Partition) -> str:
                f"{'valid' if config.checksum_ok else 'INVALID'}")
     out += [f"  Processor: APIC ID {apic}{' (BSP)' if flags & mptable.CPU_BOOTSTRAP else ''}"
             for apic, _, flags in config.processors]
-    info = StartInfo.unpack(read(partition.firmware.start_info_address, 56))
+    info = StartInfo.unpack(read(kernel.firmware.start_info_address, START_INFO.size))
     cmdline = read(info.cmdline_paddr, 256).split(b"\0")[0].decode()
-    out.append(f"Memory map (PVH start info @ {partition.firmware.start_info_address:#x}), "
+    out.append(f"Memory map (PVH start info @ {kernel.firmware.start_info_address:#x}), "
                f"command line {cmdline!r}:")
     out += [f"  {entry.describe()}" for entry in
             unpack_memory_map(read(info.memmap_paddr, 24 * info.memmap_entries), info.memmap_entries)]
     return "\n".join(out) + "\n"
 
 
-def write_raw(partition: Partition, directory: str | Path) -> list[Path]:
+def write_raw(kernel: Kernel, directory: str | Path) -> list[Path]:
     """Each ACPI table as SIGNATURE.dat, plus mptable.dat and e820.dat."""
     directory = Path(directory)
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise ConfigError(f"--raw {directory}: {error.strerror}") from None
-    read = partition.view.read
+    read = kernel.view.read
     written = []
     for signature, table in acpi.read_tables(read, layout.RSDP_ADDRESS).items():
         written.append(directory / f"{signature.decode().lower()}.dat")
@@ -69,7 +70,7 @@ def write_raw(partition: Partition, directory: str | Path) -> list[Path]:
     length = mptable.CONFIG_HEADER.unpack_from(read(address, mptable.CONFIG_HEADER.size))[1]
     written.append(directory / "mptable.dat")
     written[-1].write_bytes(read(pointer, 16) + read(address, length))
-    info = StartInfo.unpack(read(partition.firmware.start_info_address, 56))
+    info = StartInfo.unpack(read(kernel.firmware.start_info_address, START_INFO.size))
     written.append(directory / "e820.dat")
     written[-1].write_bytes(read(info.memmap_paddr, 24 * info.memmap_entries))
     return written

@@ -17,7 +17,7 @@ from osvemu.platform import layout
 from osvemu.platform.acpi import MemoryAffinity, ProcessorInfo, build_acpi
 from osvemu.platform.cpuid import CPU_SIGNATURE, LEAF1_EDX
 from osvemu.platform.lapic import APIC_VERSION_VALUE
-from osvemu.platform.memmap import DEVICE_AREAS, FIRMWARE_AREAS, E820Type, MemoryMapEntry, build_memory_map
+from osvemu.platform.memmap import DEVICE_AREAS, FIRMWARE_AREAS, Area, E820Type, MemoryMapEntry, build_memory_map
 from osvemu.platform.mptable import MpProcessor, build_config_table, build_floating_pointer
 from osvemu.platform.pvh import MEMMAP_ENTRY, StartInfo, pack_memory_map
 from osvemu.platform.topology import Cpu, MemoryRange, Topology
@@ -87,7 +87,8 @@ def build_firmware(view: FirmwareView, cmdline: str) -> Firmware:
     writes.append((layout.BDA_EBDA_SEGMENT, struct.pack("<H", layout.EBDA_BASE >> 4)))
     writes.append((layout.BDA_BASE_MEMORY_KIB, struct.pack("<H", BASE_MEMORY_KIB)))
 
-    areas = FIRMWARE_AREAS + DEVICE_AREAS + tuple((base, size, E820Type.RESERVED) for base, size in view.reserved)
+    areas = FIRMWARE_AREAS + DEVICE_AREAS + tuple(Area(base, size, E820Type.RESERVED, "shared channel")
+                                                  for base, size in view.reserved)
     memory_map = build_memory_map([(rng.base, rng.size) for rng in view.memory], areas)
     if len(memory_map) > MEMMAP_MAX_ENTRIES:
         raise ConfigError(f"memory map has {len(memory_map)} entries, at most {MEMMAP_MAX_ENTRIES} fit")

@@ -2,15 +2,14 @@
 Vol. 2 chapter 16).
 
 This is the register file and its behaviour; it knows nothing of Unicorn.
-ICR writes become :class:`Icr` messages handed to ``send_ipi``; the machine
-routes them.  Time comes from ``clock`` (nanoseconds of virtual time).
+A write to the ICR's low half returns the :class:`Icr` message it sends; the
+machine routes it.  Time comes from the core's :class:`CoreClock`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from osvemu.platform import clock as vclock
+from osvemu import clock as vclock
+from osvemu.clock import CoreClock
 from osvemu.platform.icr import ICR_DELIVERY_STATUS, ApicState, Icr
 
 # Register offsets in the 4 KiB xAPIC page (SDM Vol. 3A Table 10-1).
@@ -64,11 +63,22 @@ def _priority_class(vector: int) -> int:
     return vector >> 4
 
 
+#: Registers read as a plain field: offset -> attribute.
+_FIELD_REGISTERS = {
+    APIC_TPR: "tpr", APIC_LDR: "ldr", APIC_DFR: "dfr", APIC_SVR: "svr", APIC_ESR: "esr",
+    APIC_ICR_HIGH: "icr_high", APIC_TIMER_INITIAL: "timer_initial", APIC_TIMER_DIVIDE: "timer_divide",
+}
+#: Read-only registers: writes are ignored (SDM Vol. 3A Table 10-1).
+_READ_ONLY = frozenset({APIC_ID, APIC_VERSION, APIC_PPR, APIC_APR, APIC_RRD, APIC_TIMER_CURRENT})
+#: The 256-bit ISR, TMR and IRR: eight 32-bit registers each, 16 bytes apart.
+_BIT_ARRAYS = {APIC_ISR: "isr", APIC_TMR: "tmr", APIC_IRR: "irr"}
+_BIT_ARRAY_SPAN = 0x80
+
+
 class LocalApic:
-    def __init__(self, apic_id: int, send_ipi: Callable[[LocalApic, Icr], None], clock: Callable[[], int]) -> None:
+    def __init__(self, apic_id: int, clock: CoreClock) -> None:
         self.apic_id = apic_id
-        self._send_ipi = send_ipi
-        self._clock = clock
+        self._clock = clock.now_ns
         self.reset()
 
     # --- state ---
@@ -119,14 +129,18 @@ class LocalApic:
         else:
             self.tmr &= ~(1 << vector)
 
+    def would_accept(self, vector: int) -> bool:
+        """Whether ``vector`` would be handed to the core now: the APIC is
+        software-enabled and the vector's priority class is above the PPR's
+        (SDM Vol. 3A 10.8.3.1)."""
+        return self.software_enabled and _priority_class(vector) > _priority_class(self.ppr)
+
     def pending_vector(self) -> int | None:
         """The vector the core should take now, if any (SDM Vol. 3A 10.8.3)."""
-        if not self.irr or not self.software_enabled:
+        if not self.irr:
             return None
         vector = self.irr.bit_length() - 1
-        if _priority_class(vector) <= _priority_class(self.ppr):
-            return None
-        return vector
+        return vector if self.would_accept(vector) else None
 
     def acknowledge(self, vector: int) -> None:
         """The core takes ``vector``: move it from IRR to ISR."""
@@ -168,14 +182,10 @@ class LocalApic:
     def lvt_timer_vector(self) -> int:
         return self.lvt[APIC_LVT_TIMER] & 0xFF
 
-    def timer_can_interrupt(self) -> bool:
-        """Whether the next expiry would raise a deliverable interrupt: the
-        APIC is software-enabled, the LVT entry unmasked and its vector's
-        priority class above the PPR (Intel SDM Vol. 3A 10.8.3.1)."""
-        lvt = self.lvt[APIC_LVT_TIMER]
-        if self.timer_deadline is None or lvt & LVT_MASKED or not self.software_enabled:
-            return False
-        return (lvt & 0xF0) > (self.ppr & 0xF0)
+    @property
+    def timer_raises_interrupt(self) -> bool:
+        """Whether the next expiry puts a vector in the IRR (armed, unmasked)."""
+        return self.timer_deadline is not None and not self.lvt[APIC_LVT_TIMER] & LVT_MASKED
 
     def advance_timer(self, now: int) -> int:
         """Fire the timer for every expiry up to ``now``; return how many."""
@@ -196,34 +206,28 @@ class LocalApic:
     # --- MMIO register file ---
     def read(self, offset: int) -> int:
         offset &= 0xFF0
-        if APIC_ISR <= offset < APIC_ISR + 0x80:
-            return (self.isr >> (32 * ((offset - APIC_ISR) >> 4))) & 0xFFFFFFFF
-        if APIC_TMR <= offset < APIC_TMR + 0x80:
-            return (self.tmr >> (32 * ((offset - APIC_TMR) >> 4))) & 0xFFFFFFFF
-        if APIC_IRR <= offset < APIC_IRR + 0x80:
-            return (self.irr >> (32 * ((offset - APIC_IRR) >> 4))) & 0xFFFFFFFF
+        for base, name in _BIT_ARRAYS.items():
+            if base <= offset < base + _BIT_ARRAY_SPAN:
+                return (getattr(self, name) >> (32 * ((offset - base) >> 4))) & 0xFFFFFFFF
         if offset in self.lvt:
             return self.lvt[offset]
-        simple = {
-            APIC_ID: lambda: self.apic_id << 24,
-            APIC_VERSION: lambda: APIC_VERSION_VALUE,
-            APIC_TPR: lambda: self.tpr,
-            APIC_APR: lambda: 0,
-            APIC_PPR: lambda: self.ppr,
-            APIC_LDR: lambda: self.ldr,
-            APIC_DFR: lambda: self.dfr,
-            APIC_SVR: lambda: self.svr,
-            APIC_ESR: lambda: self.esr,
-            APIC_ICR_LOW: lambda: self.icr_low & ~ICR_DELIVERY_STATUS,
-            APIC_ICR_HIGH: lambda: self.icr_high,
-            APIC_TIMER_INITIAL: lambda: self.timer_initial,
-            APIC_TIMER_CURRENT: self.timer_current,
-            APIC_TIMER_DIVIDE: lambda: self.timer_divide,
-        }
-        getter = simple.get(offset)
-        return getter() if getter else 0
+        name = _FIELD_REGISTERS.get(offset)
+        if name is not None:
+            return getattr(self, name)
+        if offset == APIC_ID:
+            return self.apic_id << 24
+        if offset == APIC_VERSION:
+            return APIC_VERSION_VALUE
+        if offset == APIC_PPR:
+            return self.ppr
+        if offset == APIC_ICR_LOW:
+            return self.icr_low & ~ICR_DELIVERY_STATUS
+        if offset == APIC_TIMER_CURRENT:
+            return self.timer_current()
+        return 0  # APR and reserved offsets
 
-    def write(self, offset: int, value: int) -> None:
+    def write(self, offset: int, value: int) -> Icr | None:
+        """Write a register; a write to the ICR's low half returns the IPI it sends."""
         offset &= 0xFF0
         value &= 0xFFFFFFFF
         if offset == APIC_TPR:
@@ -245,7 +249,7 @@ class LocalApic:
             self.icr_high = value & 0xFF000000
         elif offset == APIC_ICR_LOW:
             self.icr_low = value & 0x000CDFFF
-            self._send_ipi(self, Icr.decode(self.icr_low, self.icr_high))
+            return Icr.decode(self.icr_low, self.icr_high)
         elif offset in self.lvt:
             if not self.software_enabled:
                 value |= LVT_MASKED
@@ -255,12 +259,12 @@ class LocalApic:
             self._arm_timer()
         elif offset == APIC_TIMER_DIVIDE:
             self.timer_divide = value & 0xB
-        elif offset in (APIC_ID, APIC_VERSION, APIC_PPR, APIC_APR, APIC_RRD, APIC_TIMER_CURRENT) or (
-            APIC_ISR <= offset < APIC_IRR + 0x80
-        ):
+        elif offset in _READ_ONLY or APIC_ISR <= offset < APIC_IRR + _BIT_ARRAY_SPAN:
             pass  # read-only registers ignore writes
         else:
             self._error(ESR_ILLEGAL_REGISTER)
+        return None
 
-    def report_send_illegal_vector(self) -> None:
-        self._error(ESR_SEND_ILLEGAL_VECTOR)
+    def report_error(self, bit: int) -> None:
+        """Record a send error of an IPI this APIC sent (ESR, SDM Vol. 3A 10.5.3)."""
+        self._error(bit)

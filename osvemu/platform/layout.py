@@ -100,9 +100,13 @@ _SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?)(i?B)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "K": KiB, "M": MiB, "G": GiB, "T": 1 << 40}
 
 
-def parse_size(text: str) -> int:
-    """'2G', '512M', '65536K' or a byte count (the memory options' syntax)."""
-    match = _SIZE.match(text)
+def parse_size(text: str | int, where: str = "", what: str = "memory size") -> int:
+    """'2G', '512M', '65536K' or a byte count (the syntax of --memory and of
+    sizes in a partition configuration, where an integer is bytes)."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    match = _SIZE.match(text) if isinstance(text, str) else None
     if not match:
-        raise ConfigError(f"invalid memory size {text!r} (use a number with K, M or G, e.g. 2G)")
+        prefix = f"{where}: " if where else ""
+        raise ConfigError(f"{prefix}invalid {what} {text!r} (use a number with K, M or G, e.g. 2G)")
     return int(match.group(1)) * _UNITS[match.group(2).upper()]

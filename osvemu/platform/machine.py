@@ -1,5 +1,12 @@
-"""The bare Opteron machine: memory, cores, local APICs, COM1, the exit port
-and the firmware tables, wired together.  One guest image owns the machine.
+"""The Opteron machine built from a :class:`~osvemu.platform.plan.MachinePlan`:
+cores, their local APICs, the APIC bus, each kernel's COM1 and exit port,
+the shared devices and the firmware tables.
+
+It is the cores' :class:`~osvemu.cpu.surroundings.Platform`: every exit a
+core takes arrives here, is answered by a device or routed on the APIC bus,
+and the exits a monitor owns (VMMCALL, violations, its CPUID leaves) go to
+the plan's monitor, whose answer the machine carries out.  Data flows one
+way: cores -> machine -> (bus policy | monitor) -> machine -> cores.
 """
 
 from __future__ import annotations
@@ -8,32 +15,35 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from osvemu.clock import CoreClock
 from osvemu.cpu.core import Core, CoreState
-from osvemu.cpu.memory import Mapping, MemoryBank, MemoryView
-from osvemu.cpu.templates import BOOT_GDT, BOOT_TSS
-from osvemu.cpu.x86 import APIC_BASE_BSP
-from osvemu.errors import ImageError
-from osvemu.events import Event, EventBus
+from osvemu.cpu.exits import opcode_sites
+from osvemu.cpu.memory import MemoryView
+from osvemu.cpu.surroundings import Access, Unmapped
+from osvemu.cpu.x86 import APIC_BASE_BSP, APIC_BASE_ENABLE
+from osvemu.events import (
+    ConsoleLine,
+    Event,
+    EventBus,
+    IpiReceived,
+    IpiSent,
+    KernelExit,
+    OsvRefused,
+    Record,
+    TimerFired,
+    ViolationKind,
+)
 from osvemu.image import KernelImage, check_placement
 from osvemu.platform import layout
-from osvemu.platform.apicbus import ApicBus
+from osvemu.platform.apicbus import ApicBus, RefusalCause, RoutingDecision
 from osvemu.platform.cpuid import cpuid
-from osvemu.platform.firmware import Firmware, FirmwareView, build_firmware
-from osvemu.platform.ioapic import IoApic
+from osvemu.platform.firmware import Firmware, build_firmware
+from osvemu.platform.icr import DeliveryMode, Icr, Shorthand
 from osvemu.platform.lapic import LocalApic
-from osvemu.platform.topology import Topology
+from osvemu.platform.memmap import FIRMWARE_AREAS
+from osvemu.platform.plan import KernelPlacement, MachinePlan
+from osvemu.platform.pvh import BOOT_GDT, BOOT_TSS, pvh_entry_context, pvh_entry_registers
 from osvemu.platform.uart import UART_REGISTER_COUNT, Console, Uart16550
-
-#: Byte sequences of the instructions Unicorn cannot hook by kind: RDMSR,
-#: WRMSR and RDTSC (Intel SDM Vol. 2).
-INTERCEPTED_OPCODES = (b"\x0f\x32", b"\x0f\x30", b"\x0f\x31")
-
-#: Firmware areas no image segment may overlap.
-FIRMWARE_AREAS = (
-    (layout.BOOT_INFO_BASE, layout.CONVENTIONAL_END - layout.BOOT_INFO_BASE, "boot info and EBDA"),
-    (layout.ACPI_TABLES_BASE, layout.ACPI_TABLES_SIZE, "ACPI tables"),
-    (layout.BIOS_BASE, layout.BIOS_SIZE, "BIOS area (RSDP, MP tables, boot GDT)"),
-)
 
 
 @dataclass
@@ -43,222 +53,294 @@ class ExitRequest:
 
 
 @dataclass
-class MappedDevice:
-    """A shared device at a fixed guest-physical page (core.SharedDevice)."""
+class Kernel:
+    """One kernel as it runs: its placement, its cores and COM1, and its end."""
 
-    base: int
-    size: int
-    device: IoApic
+    index: int
+    placement: KernelPlacement
+    uart: Uart16550
+    cores: list[Core] = field(default_factory=list)
+    firmware: Firmware | None = None
+    status: int | None = None  # set when the kernel ends
 
-    def mmio_read(self, offset: int) -> int:
-        return self.device.mmio_read(offset)
+    @property
+    def name(self) -> str:
+        return self.placement.name
 
-    def mmio_write(self, offset: int, value: int) -> None:
-        self.device.mmio_write(offset, value)
+    @property
+    def view(self) -> MemoryView:
+        return self.placement.view
 
+    @property
+    def image(self) -> KernelImage | None:
+        return self.placement.image
 
-@dataclass
-class MachineConfig:
-    topology: Topology = field(default_factory=Topology)
-    cmdline: str = ""
-    console: Callable[[str], None] | None = None  # receives each console line
+    @property
+    def ended(self) -> bool:
+        return self.status is not None
 
 
 class Machine:
-    def __init__(self, config: MachineConfig) -> None:
-        self.config = config
-        self.topology = config.topology
-        self.bank = MemoryBank(self._backing_size(), "ram")
-        self.view = MemoryView(self._native_mappings())
+    def __init__(self, plan: MachinePlan, console: Callable[[str], None] | None = None) -> None:
+        self.plan = plan
+        self.topology = plan.topology
+        self.monitor = plan.monitor
         self.events = EventBus()
-        self._print = config.console or _print_line
-        self._uart_writer = 0  # the core whose output the UART is assembling
-        self.console = Console(self._console_line)
-        self.uart = Uart16550(self.console)
+        self.bus = ApicBus(plan.policy)
         self.exit: ExitRequest | None = None
-        self.image: KernelImage | None = None
-        self.bus = ApicBus()
-        self.ioapic = IoApic(FirmwareView.whole_machine(self.topology).ioapic_id)
+        self.transcript: list[str] = []  # every console line, as printed
+        self._print = console or _print_line
+        self.kernels = [Kernel(index, placement, Uart16550(Console()))
+                        for index, placement in enumerate(plan.kernels)]
+        owner = {apic: kernel for kernel in self.kernels for apic in kernel.placement.apic_ids}
         self.cores: list[Core] = []
+        self.lapics: list[LocalApic] = []
+        self._kernel_of: list[Kernel | None] = []
+        self._ended: list[bool] = [False] * self.topology.cpu_count  # per core: its kernel has ended
         for cpu in self.topology.cpus:
-            core = Core(cpu.index, cpu.apic_id, self._view_for(cpu), layout.LAPIC_BASE, self)
-            core.lapic = LocalApic(cpu.apic_id, self._send_ipi, core.now_ns)
-            core.on_event = self._core_event
-            self.bus.attach(core)
+            kernel = owner.get(cpu.apic_id)
+            clock = CoreClock()
+            lapic = LocalApic(cpu.apic_id, clock)
+            view = kernel.view if kernel else MemoryView([])  # a core no kernel owns stays offline
+            core = Core(cpu.index, cpu.apic_id, view, self, lapic, clock, layout.LAPIC_BASE)
             self.cores.append(core)
-        self.bus.on_ipi = self._ipi_event
-        # The BSP flag of IA32_APIC_BASE (Intel SDM Vol. 3A 10.4.4): the
-        # firmware tables name the first core as the boot processor.
-        self.cores[0].apic_base_msr |= APIC_BASE_BSP
+            self.lapics.append(lapic)
+            self._kernel_of.append(kernel)
+            self.bus.attach(core, lapic)
+        for kernel in self.kernels:
+            kernel.cores = sorted((self.cores[cpu.index] for cpu in self.topology.cpus
+                                   if owner.get(cpu.apic_id) is kernel),
+                                  key=lambda core: kernel.placement.apic_ids.index(core.apic_id))
+            # The BSP flag of IA32_APIC_BASE (Intel SDM Vol. 3A 10.4.4): each
+            # kernel's tables name its first core as the boot processor.
+            kernel.cores[0].apic_base_msr |= APIC_BASE_BSP
 
-    # ------------------------------------------------------------ memory
-    def _backing_size(self) -> int:
-        return sum(size for _, size in layout.backed_ranges(self.topology.memory_size))
+    def kernel_of(self, core: Core) -> Kernel | None:
+        return self._kernel_of[core.index]
 
-    def _native_mappings(self) -> list[Mapping]:
-        mappings, offset = [], 0
-        for base, size in layout.backed_ranges(self.topology.memory_size):
-            mappings.append(Mapping(base, size, self.bank, offset))
-            offset += size
-        return mappings
-
-    def _view_for(self, cpu) -> MemoryView:
-        """The memory a core sees: all of it on the bare machine."""
-        return self.view
-
-    def machine_offset(self, physical: int) -> int:
-        """Offset of a machine-physical RAM address in the RAM bank."""
-        offset = 0
-        for base, size in layout.backed_ranges(self.topology.memory_size):
-            if base <= physical < base + size:
-                return offset + physical - base
-            offset += size
-        raise ValueError(f"{physical:#x} is not machine RAM")
+    def may_run(self, core: Core) -> bool:
+        """Running or halted, and its kernel has not ended."""
+        return core.can_execute and not self._ended[core.index]
 
     # ------------------------------------------------------------ boot
-    def install_firmware(self) -> int:
-        """Write the tables and boot data; return the PVH start info address."""
-        self.firmware = write_firmware(self.view, FirmwareView.whole_machine(self.topology), self.config.cmdline)
-        return self.firmware.start_info_address
+    def install_firmware(self, kernel: Kernel) -> Firmware:
+        """Write the tables and boot data a kernel's firmware leaves, with the
+        boot GDT and TSS of the PVH entry state, into its memory."""
+        firmware = build_firmware(kernel.placement.firmware, kernel.placement.cmdline)
+        for address, data in firmware.writes:
+            kernel.view.write(address, data)
+        kernel.view.write(layout.BOOT_GDT_ADDRESS, BOOT_GDT)
+        kernel.view.write(layout.BOOT_TSS_ADDRESS, BOOT_TSS)
+        kernel.firmware = firmware
+        return firmware
 
-    def load(self, image: KernelImage) -> None:
-        load_image_into(self.view, image, layout.ram_ranges(self.topology.memory_size), self.cores)
-        self.image = image
-
-    def intercept_special_instructions(self, ranges: list[tuple[int, int]]) -> None:
-        """Hook the RDMSR/WRMSR/RDTSC byte sequences found in these ranges
-        of guest memory on every core (code placed without an ELF image)."""
+    def load_image(self, kernel: Kernel, image: KernelImage) -> None:
+        """Check the image fits the kernel's RAM clear of the firmware, write
+        each segment (bss zeroed) and hook its special instructions."""
+        check_placement(image, list(kernel.placement.image_ram), FIRMWARE_AREAS)
+        for segment in image.segments:
+            kernel.view.write(segment.paddr, segment.data + bytes(segment.memsz - len(segment.data)))
         sites: set[int] = set()
-        for address, size in ranges:
-            sites |= opcode_sites(self.view.read(address, size), address)
-        for core in self.cores:
+        for segment in image.segments:
+            if segment.executable:
+                sites |= opcode_sites(segment.data, segment.paddr)
+                if segment.vaddr != segment.paddr:
+                    sites |= opcode_sites(segment.data, segment.vaddr)
+        for core in kernel.cores:
             core.intercept_instructions_at(sorted(sites))
 
-    def boot(self, image: KernelImage) -> None:
-        start_info = self.install_firmware()
-        self.load(image)
-        self.cores[0].enter_pvh(image.entry32, start_info)
+    def intercept_special_instructions(self, kernel: Kernel, ranges: list[tuple[int, int]]) -> None:
+        """Hook the RDMSR/WRMSR/RDTSC byte sequences found in these ranges
+        of a kernel's memory (code placed without an ELF image)."""
+        sites: set[int] = set()
+        for address, size in ranges:
+            sites |= opcode_sites(kernel.view.read(address, size), address)
+        for core in kernel.cores:
+            core.intercept_instructions_at(sorted(sites))
 
-    # ------------------------------------------------------------ Platform protocol for cores
+    def boot(self) -> None:
+        """Every kernel: its firmware, its image, its boot CPU at the PVH entry."""
+        for kernel in self.kernels:
+            firmware = self.install_firmware(kernel)
+            if kernel.image is not None:
+                self.load_image(kernel, kernel.image)
+                kernel.cores[0].start(pvh_entry_context(),
+                                      pvh_entry_registers(kernel.image.entry32, firmware.start_info_address))
+
+    # ------------------------------------------------------------ the end of a kernel
+    def end_kernel(self, kernel: Kernel, status: int, caller: Core | None = None) -> None:
+        """A kernel ends (exit port, SHUTDOWN, a violation): its cores run no
+        more, each left in the state it had; the run ends with the last
+        kernel, with the first non-zero status."""
+        if kernel.ended:
+            return
+        kernel.status = status
+        for core in kernel.cores:
+            self._ended[core.index] = True
+        if caller is not None:
+            caller.request_stop()
+        where = caller or kernel.cores[0]
+        self._emit(where, KernelExit(status, kernel.name if kernel.placement.labelled else None))
+        last = kernel.uart.console.close()
+        if last is not None:
+            self._console_line(where, kernel, last)
+        if all(k.ended for k in self.kernels) and self.exit is None:
+            final = next((k.status for k in self.kernels if k.status), 0)
+            self.exit = ExitRequest(final, where.index)
+
+    def close_consoles(self) -> None:
+        """Print what every console still holds (the run is over)."""
+        for kernel in self.kernels:
+            last = kernel.uart.console.close()
+            if last is not None:
+                self._console_line(kernel.cores[0], kernel, last)
+
+    # ------------------------------------------------------------ Platform: ports and devices
     def port_in(self, core: Core, port: int, size: int) -> int:
-        if layout.COM1_PORT <= port < layout.COM1_PORT + UART_REGISTER_COUNT:
-            return self._uart_for(core).read(port - layout.COM1_PORT)
+        kernel = self.kernel_of(core)
+        if kernel and layout.COM1_PORT <= port < layout.COM1_PORT + UART_REGISTER_COUNT:
+            return kernel.uart.read(port - layout.COM1_PORT)
         return (1 << (8 * size)) - 1  # nothing decodes the port: the bus floats high
 
     def port_out(self, core: Core, port: int, size: int, value: int) -> None:
+        kernel = self.kernel_of(core)
+        if kernel is None:
+            return
         if layout.COM1_PORT <= port < layout.COM1_PORT + UART_REGISTER_COUNT:
-            self._uart_writer = core.index
-            self._uart_for(core).write(port - layout.COM1_PORT, value)
+            line = kernel.uart.write(port - layout.COM1_PORT, value)
+            if line is not None:
+                self._console_line(core, kernel, line)
         elif layout.EXIT_PORT <= port < layout.EXIT_PORT + layout.EXIT_PORT_SIZE:
-            self.request_exit(value & 0xFF, core)
+            self.end_kernel(kernel, value & 0xFF, core)
 
-    def _uart_for(self, core: Core) -> Uart16550:
-        """The COM1 a core talks to: the machine's one UART."""
-        return self.uart
+    def mmio_regions(self, core: Core) -> list[tuple[int, int]]:
+        return [(layout.LAPIC_BASE, layout.PAGE_SIZE)] + [(d.base, d.size) for d in self.plan.devices]
 
-    def request_exit(self, status: int, core: Core) -> None:
-        if self.exit is None:
-            self.exit = ExitRequest(status, core.index)
-            self.emit(core, "exit", {"status": status})
-        core.exit_requested = True
-        core.request_stop()
+    def mmio_read(self, core: Core, register: int) -> int:
+        if layout.LAPIC_BASE <= register < layout.LAPIC_BASE + layout.PAGE_SIZE:
+            return self.lapics[core.index].read(register - layout.LAPIC_BASE)
+        for device in self.plan.devices:
+            if device.base <= register < device.base + device.size:
+                return device.device.mmio_read(register - device.base)
+        return 0
 
-    def cpuid(self, core: Core, leaf: int, subleaf: int) -> tuple[int, int, int, int]:
-        from osvemu.cpu.x86 import APIC_BASE_ENABLE
-        cpu = self.topology.cpus[core.index]
-        return cpuid(self.topology, cpu, leaf, subleaf, bool(core.apic_base_msr & APIC_BASE_ENABLE))
+    def mmio_write(self, core: Core, register: int, value: int) -> None:
+        if layout.LAPIC_BASE <= register < layout.LAPIC_BASE + layout.PAGE_SIZE:
+            lapic = self.lapics[core.index]
+            icr = lapic.write(register - layout.LAPIC_BASE, value)
+            if icr is not None:
+                self._send_ipi(core, lapic, icr)
+            return
+        for device in self.plan.devices:
+            if device.base <= register < device.base + device.size:
+                device.device.mmio_write(register - device.base, value)
 
-    def hypercall(self, core: Core) -> bool:
-        return False  # the bare machine has no monitor: VMMCALL raises #UD
+    # ------------------------------------------------------------ Platform: IPIs
+    def _send_ipi(self, core: Core, lapic: LocalApic, icr: Icr) -> None:
+        """An ICR write: the bus's policy decides it whole; isolation
+        refusals are the monitor's violations."""
+        if self.monitor is not None:
+            self.monitor.exits["icr"] += 1
+        decision = self.bus.send(lapic, icr)
+        self._emit_ipi(core, icr, decision)
+        for refusal in decision.refused_for(RefusalCause.ISOLATION):
+            self._violation(core, ViolationKind.IPI, f"{icr.describe()}: {refusal.reason}")
 
-    def memory_violation(self, core: Core, kind: str, address: int, size: int) -> bool:
-        return False  # the bare machine: an access to nothing stops the core
+    def _notify(self, core: Core, target: Kernel, vector: int) -> None:
+        """A monitor's cross-kernel interrupt: a fixed vector to the target
+        kernel's boot CPU, carried by the bus like any other."""
+        bsp = target.cores[0]
+        icr = Icr(vector, DeliveryMode.FIXED, False, True, False, Shorthand.NONE, bsp.apic_id)
+        decision = RoutingDecision((bsp.apic_id,))
+        self.bus.carry_out(self.lapics[core.index], icr, decision)
+        self._emit_ipi(core, icr, decision)
 
-    def shared_devices(self) -> list[MappedDevice]:
-        return [MappedDevice(layout.IOAPIC_BASE, layout.PAGE_SIZE, self.ioapic)]
-
-    def symbolize(self, address: int) -> str | None:
-        return self.image.symbols.lookup(address) if self.image else None
-
-    def _send_ipi(self, sender: LocalApic, icr) -> None:
-        self.bus.send(sender, icr)
-
-    # ------------------------------------------------------------ events
-    def emit(self, core: Core, kind: str, fields: dict) -> None:
-        if self.events:
-            self.events.emit(Event(core.index, core.retired_now(), kind, fields))
-
-    def _core_event(self, core: Core, kind: str, fields: dict) -> None:
-        self.emit(core, kind, fields)
-
-    def timer_fired(self, core: Core, count: int) -> None:
-        self.emit(core, "timer", {"count": count, "vector": core.lapic.lvt_timer_vector})
-
-    def _ipi_event(self, sender_apic_id: int, icr, decision) -> None:
+    def _emit_ipi(self, core: Core, icr: Icr, decision: RoutingDecision) -> None:
         if not self.events:
             return
-        by_apic = {core.apic_id: core for core in self.cores}
-        sender = by_apic[sender_apic_id]
-        self.emit(sender, "ipi", {"icr": icr.describe(), "delivered": list(decision.deliveries),
-                                  "refused": [(r.apic_id, r.reason) for r in decision.refusals]})
+        text = icr.describe()
+        self._emit(core, IpiSent(text, decision.deliveries, tuple((r.apic_id, r.reason) for r in decision.refusals)))
+        by_apic = {c.apic_id: c for c in self.cores}
         for apic_id in decision.deliveries:
-            self.emit(by_apic[apic_id], "ipi-received", {"from": sender_apic_id, "icr": icr.describe()})
+            self._emit(by_apic[apic_id], IpiReceived(core.apic_id, text))
 
-    def _console_line(self, line: str) -> None:
-        self._print(line)
+    # ------------------------------------------------------------ Platform: monitor exits
+    def cpuid(self, core: Core, leaf: int, subleaf: int) -> tuple[int, int, int, int]:
+        cpu = self.topology.cpus[core.index]
+        values = cpuid(self.topology, cpu, leaf, subleaf, bool(core.apic_base_msr & APIC_BASE_ENABLE))
+        return self.monitor.cpuid(leaf, subleaf, values) if self.monitor is not None else values
+
+    def hypercall(self, core: Core) -> bool:
+        kernel = self.kernel_of(core)
+        if self.monitor is None or kernel is None:
+            return False  # no monitor: VMMCALL raises #UD
+        registers = core.hypercall_registers()
+        outcome = self.monitor.hypercall(kernel.index, registers, core.retired_now())
+        if outcome.error:
+            self._violation(core, ViolationKind.HYPERCALL, f"hypercall {registers[0]}: {outcome.error}")
+        if outcome.write is not None:
+            kernel.view.write(*outcome.write)
+        if outcome.notify is not None:
+            target, vector = outcome.notify
+            self._notify(core, self.kernels[target], vector)
+        core.finish_hypercall(outcome.result)
+        if outcome.shutdown is not None:
+            self.end_kernel(kernel, outcome.shutdown, core)
+        return True
+
+    def unmapped_access(self, core: Core, access: Access, address: int, size: int) -> Unmapped:
+        """An access to guest-physical ``address`` outside the kernel's space.
+        Bare machine: nothing is there, the core faults.  Under a monitor: a
+        violation, refused (reads see all ones, writes vanish) unless it ends
+        the kernel; a refused fetch has no instruction to run and ends it."""
+        kernel = self.kernel_of(core)
+        if self.monitor is None or kernel is None:
+            return Unmapped.FAULT
+        self.monitor.exits["violation"] += 1
+        self._violation(core, ViolationKind.MEMORY, f"{access.value} {address:#x} ({size} bytes) outside the "
+                                                    "kernel's memory")
+        if access is Access.FETCH:
+            self.end_kernel(kernel, self.monitor.violation_status, core)
+        if kernel.ended:
+            core.state = CoreState.STOPPED  # in the middle of an instruction that cannot complete
+            return Unmapped.END_SLICE
+        core.map_scratch_page(address)
+        return Unmapped.SCRATCH
+
+    def _violation(self, core: Core, kind: ViolationKind, reason: str) -> None:
+        kernel = self.kernel_of(core)
+        if self.monitor is None or kernel is None:
+            return
+        end = self.monitor.violation(kernel.index, core.index, core.rip, kind, reason)
+        self._emit(core, OsvRefused(kind, reason, kernel.name))
+        if end:
+            self.end_kernel(kernel, self.monitor.violation_status, core)
+
+    # ------------------------------------------------------------ Platform: events
+    def symbolize(self, core: Core, address: int) -> str | None:
+        kernel = self.kernel_of(core)
+        image = kernel.image if kernel else None
+        return image.symbols.lookup(address) if image else None
+
+    def core_event(self, core: Core, record: Record) -> None:
+        self._emit(core, record)
+
+    def _emit(self, core: Core, record: Record) -> None:
         if self.events:
-            self.emit(self.cores[self._uart_writer], "uart", {"line": line})
+            self.events.emit(Event(core.index, core.retired_now(), record))
 
-    # ------------------------------------------------------------ state
-    def all_idle(self) -> bool:
-        return all(core.state is not CoreState.RUNNING for core in self.cores)
+    def advance_timer(self, core: Core, now_ns: int) -> None:
+        """Fire the core's APIC timer for every expiry up to ``now_ns``."""
+        lapic = self.lapics[core.index]
+        fired = lapic.advance_timer(now_ns)
+        if fired:
+            self._emit(core, TimerFired(fired, lapic.lvt_timer_vector))
 
-
-def write_firmware(view: MemoryView, firmware_view: FirmwareView, cmdline: str) -> Firmware:
-    """Build the firmware one kernel sees and write it, with the boot GDT and
-    TSS of the PVH entry state, into that kernel's memory."""
-    firmware = build_firmware(firmware_view, cmdline)
-    for address, data in firmware.writes:
-        view.write(address, data)
-    view.write(layout.BOOT_GDT_ADDRESS, BOOT_GDT)
-    view.write(layout.BOOT_TSS_ADDRESS, BOOT_TSS)
-    return firmware
-
-
-def load_image_into(view: MemoryView, image: KernelImage, ram: list[tuple[int, int]], cores: list[Core]) -> None:
-    """Check the image fits ``ram`` clear of the firmware, write each segment
-    (bss zeroed) and hook its special instructions on ``cores``."""
-    check_placement(image, ram, FIRMWARE_AREAS)
-    for segment in image.segments:
-        view.write(segment.paddr, segment.data + bytes(segment.memsz - len(segment.data)))
-    sites = image_sites(image)
-    for core in cores:
-        core.intercept_instructions_at(sites)
-
-
-def opcode_sites(code: bytes, base: int) -> set[int]:
-    """Addresses where an RDMSR, WRMSR or RDTSC byte sequence starts (a false
-    positive costs nothing: the hook runs only if an instruction starts
-    there, and re-checks the opcode)."""
-    sites = set()
-    for opcode in INTERCEPTED_OPCODES:
-        start = code.find(opcode)
-        while start >= 0:
-            sites.add(base + start)
-            start = code.find(opcode, start + 1)
-    return sites
-
-
-def image_sites(image: KernelImage) -> list[int]:
-    """Special-instruction sites in the executable segments, at their physical
-    and (where different) virtual addresses."""
-    sites: set[int] = set()
-    for segment in image.segments:
-        if segment.executable:
-            sites |= opcode_sites(segment.data, segment.paddr)
-            if segment.vaddr != segment.paddr:
-                sites |= opcode_sites(segment.data, segment.vaddr)
-    return sorted(sites)
+    def _console_line(self, core: Core, kernel: Kernel, line: str) -> None:
+        text = f"[{kernel.name}] {line}" if kernel.placement.labelled else line
+        self._print(text)
+        self.transcript.append(text)
+        self._emit(core, ConsoleLine(text))
 
 
 def _print_line(line: str) -> None:
@@ -266,4 +348,4 @@ def _print_line(line: str) -> None:
     sys.stdout.flush()
 
 
-__all__ = ["ExitRequest", "ImageError", "Machine", "MachineConfig"]
+__all__ = ["ExitRequest", "Kernel", "Machine"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import NamedTuple
 
 from osvemu.platform import layout
 
@@ -42,32 +43,40 @@ class MemoryMapEntry:
         return f"[mem {self.base:#018x}-{self.end - 1:#018x}] {name}"
 
 
-#: Firmware areas of the PC layout, each with the type the map gives it.
-FIRMWARE_AREAS: tuple[tuple[int, int, E820Type], ...] = (
-    (layout.BOOT_INFO_BASE, layout.CONVENTIONAL_END - layout.BOOT_INFO_BASE, E820Type.RESERVED),
-    (layout.ACPI_TABLES_BASE, layout.ACPI_TABLES_SIZE, E820Type.ACPI),
-    (layout.BIOS_BASE, layout.BIOS_SIZE, E820Type.RESERVED),
+class Area(NamedTuple):
+    """A range of the guest-physical layout that is not free RAM."""
+
+    base: int
+    size: int
+    type: E820Type  # what the memory map calls it
+    name: str  # what an error message calls it
+
+
+#: Firmware areas of the PC layout: no image segment may overlap them.
+FIRMWARE_AREAS: tuple[Area, ...] = (
+    Area(layout.BOOT_INFO_BASE, layout.CONVENTIONAL_END - layout.BOOT_INFO_BASE, E820Type.RESERVED,
+         "boot info and EBDA"),
+    Area(layout.ACPI_TABLES_BASE, layout.ACPI_TABLES_SIZE, E820Type.ACPI, "ACPI tables"),
+    Area(layout.BIOS_BASE, layout.BIOS_SIZE, E820Type.RESERVED, "BIOS area (RSDP, MP tables, boot GDT)"),
 )
 
 #: Device pages in the 32-bit hole (IOAPIC and local APIC), reserved so a
 #: kernel never treats them as free address space.
-DEVICE_AREAS: tuple[tuple[int, int, E820Type], ...] = (
-    (layout.IOAPIC_BASE, layout.PAGE_SIZE, E820Type.RESERVED),
-    (layout.LAPIC_BASE, layout.PAGE_SIZE, E820Type.RESERVED),
+DEVICE_AREAS: tuple[Area, ...] = (
+    Area(layout.IOAPIC_BASE, layout.PAGE_SIZE, E820Type.RESERVED, "IOAPIC"),
+    Area(layout.LAPIC_BASE, layout.PAGE_SIZE, E820Type.RESERVED, "local APIC"),
 )
 
 
-def build_memory_map(
-    ram: list[tuple[int, int]],
-    areas: tuple[tuple[int, int, E820Type], ...] = FIRMWARE_AREAS + DEVICE_AREAS,
-) -> list[MemoryMapEntry]:
+def build_memory_map(ram: list[tuple[int, int]], areas: tuple[Area, ...] = FIRMWARE_AREAS + DEVICE_AREAS,
+                     ) -> list[MemoryMapEntry]:
     """RAM ranges minus ``areas``, plus ``areas``, sorted and with adjacent
     entries of one type merged."""
     pieces: list[MemoryMapEntry] = []
     for base, size in ram:
-        for lo, hi in _subtract(base, base + size, [(a, a + s) for a, s, _ in areas]):
+        for lo, hi in _subtract(base, base + size, [(area.base, area.base + area.size) for area in areas]):
             pieces.append(MemoryMapEntry(lo, hi - lo, E820Type.RAM))
-    pieces.extend(MemoryMapEntry(base, size, kind) for base, size, kind in areas)
+    pieces.extend(MemoryMapEntry(area.base, area.size, area.type) for area in areas)
     pieces.sort(key=lambda entry: entry.base)
     merged: list[MemoryMapEntry] = []
     for entry in pieces:
@@ -99,4 +108,4 @@ def _subtract(lo: int, hi: int, holes: list[tuple[int, int]]) -> list[tuple[int,
     return out
 
 
-__all__ = ["DEVICE_AREAS", "FIRMWARE_AREAS", "E820Type", "MemoryMapEntry", "build_memory_map", "usable_ram"]
+__all__ = ["DEVICE_AREAS", "FIRMWARE_AREAS", "Area", "E820Type", "MemoryMapEntry", "build_memory_map", "usable_ram"]

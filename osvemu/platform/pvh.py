@@ -6,7 +6,14 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from functools import cache
 
+from unicorn import UC_ARCH_X86, UC_MODE_32, Uc
+from unicorn import x86_const as r
+from unicorn.unicorn import UcContext
+
+from osvemu.cpu import x86
+from osvemu.platform import layout
 from osvemu.platform.memmap import E820Type, MemoryMapEntry
 
 XEN_HVM_START_MAGIC_VALUE = 0x336EC578
@@ -68,3 +75,57 @@ __all__ = [
     "pack_memory_map",
     "unpack_memory_map",
 ]
+
+
+# --- The PVH entry state (Xen docs/misc/pvh.pandoc, "x86/HVM direct boot ABI") ---
+#: A segment descriptor: limit 15:0, base 15:0, base 23:16, access, flags | limit 19:16, base 31:24
+#: (Intel SDM Vol. 3A 3.4.5, Figure 3-8).
+SEGMENT_DESCRIPTOR = struct.Struct("<HHBBBB")
+assert SEGMENT_DESCRIPTOR.size == 8
+#: A 32-bit TSS (SDM Vol. 3A 8.2.1): 104 bytes, all zero for the boot CPU.
+TSS32_SIZE = 0x68
+CODE_READ_ACCESS = 0x9B  # present, DPL 0, code, readable, accessed
+DATA_WRITE_ACCESS = 0x93  # present, DPL 0, data, writable, accessed
+TSS_BUSY_ACCESS = 0x8B  # present, busy 32-bit TSS
+FLAT_32BIT_FLAGS = 0xC  # 4 KiB granularity, 32-bit default size
+FLAT_LIMIT = 0xFFFFF
+
+
+def _descriptor(base: int, limit: int, access: int, flags: int) -> bytes:
+    return SEGMENT_DESCRIPTOR.pack(limit & 0xFFFF, base & 0xFFFF, (base >> 16) & 0xFF, access,
+                                   (flags << 4) | ((limit >> 16) & 0xF), base >> 24)
+
+
+#: Null, flat 32-bit code (0x08), flat 32-bit data (0x10), 32-bit TSS (0x18).
+BOOT_GDT = b"".join((
+    bytes(SEGMENT_DESCRIPTOR.size),
+    _descriptor(0, FLAT_LIMIT, CODE_READ_ACCESS, FLAT_32BIT_FLAGS),
+    _descriptor(0, FLAT_LIMIT, DATA_WRITE_ACCESS, FLAT_32BIT_FLAGS),
+    _descriptor(layout.BOOT_TSS_ADDRESS, TSS32_SIZE - 1, TSS_BUSY_ACCESS, 0),
+))
+BOOT_TSS = bytes(TSS32_SIZE)
+
+
+@cache
+def pvh_entry_context() -> UcContext:
+    """32-bit protected mode, paging off, flat CS/DS/ES/SS/FS/GS, TR a 32-bit
+    TSS, no IDT; EBX and EIP are the loader's to set."""
+    uc = Uc(UC_ARCH_X86, UC_MODE_32)
+    uc.ctl_set_tcg_buffer_size(1 << 20)
+    uc.mem_map(layout.BOOT_GDT_ADDRESS, layout.PAGE_SIZE)
+    uc.mem_write(layout.BOOT_GDT_ADDRESS, BOOT_GDT)
+    uc.reg_write(r.UC_X86_REG_GDTR, (0, layout.BOOT_GDT_ADDRESS, len(BOOT_GDT) - 1, 0))
+    uc.reg_write(r.UC_X86_REG_CR0, x86.CR0_PE | x86.CR0_ET)
+    for segment in (r.UC_X86_REG_DS, r.UC_X86_REG_ES, r.UC_X86_REG_SS, r.UC_X86_REG_FS, r.UC_X86_REG_GS):
+        uc.reg_write(segment, layout.BOOT_DATA_SELECTOR)
+    uc.reg_write(r.UC_X86_REG_CS, layout.BOOT_CODE_SELECTOR)
+    uc.reg_write(r.UC_X86_REG_TR, (layout.BOOT_TSS_SELECTOR, layout.BOOT_TSS_ADDRESS, TSS32_SIZE - 1,
+                                   TSS_BUSY_ACCESS))
+    uc.reg_write(r.UC_X86_REG_IDTR, (0, 0, 0, 0))
+    uc.reg_write(r.UC_X86_REG_EFLAGS, x86.RFLAGS_FIXED)
+    return uc.context_save()
+
+
+def pvh_entry_registers(entry: int, start_info: int) -> dict[int, int]:
+    """EIP = the PVH entry point, EBX = the start info's guest-physical address."""
+    return {r.UC_X86_REG_RIP: entry, r.UC_X86_REG_RBX: start_info}

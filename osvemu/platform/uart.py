@@ -3,8 +3,6 @@ Semiconductor PC16550D datasheet, register summary Table II)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 # Register offsets from the base port.
 UART_RBR_THR_DLL = 0
 UART_IER_DLM = 1
@@ -24,30 +22,35 @@ IIR_FIFO_ENABLED = 0xC0
 MSR_DCD_DSR_CTS = 0xB0
 
 
-class Console:
-    """Collects transmitted bytes into lines and hands each finished line on."""
+LINE_FEED = 0x0A
+CARRIAGE_RETURN = 0x0D
 
-    def __init__(self, emit_line: Callable[[str], None], label: str | None = None) -> None:
-        self._emit_line = emit_line
-        self._label = label
+
+class Console:
+    """Collects transmitted bytes into lines: the raw text, and each line as
+    it is finished."""
+
+    def __init__(self) -> None:
         self._partial = bytearray()
         self.text = bytearray()
 
-    def put(self, byte: int) -> None:
+    def put(self, byte: int) -> str | None:
+        """Add a byte; return the line it finished, if any."""
         self.text.append(byte)
-        if byte == 0x0A:
-            self._flush_line()
-        elif byte != 0x0D:
+        if byte == LINE_FEED:
+            return self._take_line()
+        if byte != CARRIAGE_RETURN:
             self._partial.append(byte)
+        return None
 
-    def _flush_line(self) -> None:
+    def _take_line(self) -> str:
         line = self._partial.decode("utf-8", "replace")
         self._partial.clear()
-        self._emit_line(f"[{self._label}] {line}" if self._label else line)
+        return line
 
-    def close(self) -> None:
-        if self._partial:
-            self._flush_line()
+    def close(self) -> str | None:
+        """The unfinished last line, if any (the console is done)."""
+        return self._take_line() if self._partial else None
 
 
 class Uart16550:
@@ -79,7 +82,8 @@ class Uart16550:
             return MSR_DCD_DSR_CTS
         return self.scr
 
-    def write(self, offset: int, value: int) -> None:
+    def write(self, offset: int, value: int) -> str | None:
+        """Write a register; return the console line a transmitted byte finished."""
         value &= 0xFF
         dlab = self.lcr & LCR_DLAB
         if offset == UART_RBR_THR_DLL:
@@ -87,7 +91,7 @@ class Uart16550:
                 self.divisor = (self.divisor & 0xFF00) | value
             else:
                 self.bytes_sent += 1
-                self.console.put(value)
+                return self.console.put(value)
         elif offset == UART_IER_DLM:
             if dlab:
                 self.divisor = (self.divisor & 0xFF) | (value << 8)
@@ -101,3 +105,4 @@ class Uart16550:
             self.mcr = value & 0x1F
         elif offset == UART_SCR:
             self.scr = value
+        return None

@@ -1,0 +1,211 @@
+"""The core's exits: what Unicorn reports from inside a slice, turned into
+calls on the core's :class:`~osvemu.cpu.surroundings.Platform` and into
+exceptions delivered to the guest.
+
+Port I/O, CPUID, device pages (the local APIC, the IOAPIC), VMMCALL and
+accesses to unbacked guest-physical memory go to the platform; exceptions
+and invalid instructions are delivered through the guest's IDT; RDMSR,
+WRMSR and RDTSC, which Unicorn 2.1.4 cannot hook by kind, are hooked at the
+addresses where they occur and emulated here.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from unicorn import (
+    UC_HOOK_CODE,
+    UC_HOOK_INSN,
+    UC_HOOK_INSN_INVALID,
+    UC_HOOK_INTR,
+    UC_HOOK_MEM_FETCH_UNMAPPED,
+    UC_HOOK_MEM_READ_UNMAPPED,
+    UC_HOOK_MEM_WRITE_UNMAPPED,
+    UC_MEM_FETCH_UNMAPPED,
+    UC_MEM_WRITE_UNMAPPED,
+    Uc,
+)
+from unicorn import x86_const as r
+
+from osvemu import clock
+from osvemu.cpu import x86
+from osvemu.cpu.delivery import Source
+from osvemu.cpu.paging import TranslationFault
+from osvemu.cpu.surroundings import Access, Unmapped
+from osvemu.errors import GuestFault
+
+if TYPE_CHECKING:
+    from osvemu.cpu.core import Core
+
+#: VMMCALL (AMD APM Vol. 3) and VMCALL (Intel SDM Vol. 2B): the hypercall instructions.
+OPCODE_VMMCALL = bytes.fromhex("0f01d9")
+OPCODE_VMCALL = bytes.fromhex("0f01c1")
+#: RDTSC, RDMSR, WRMSR (Intel SDM Vol. 2B): two-byte opcodes Unicorn cannot hook by kind.
+OPCODE_RDTSC = b"\x0f\x31"
+OPCODE_RDMSR = b"\x0f\x32"
+OPCODE_WRMSR = b"\x0f\x30"
+INTERCEPTED_OPCODES = (OPCODE_RDMSR, OPCODE_WRMSR, OPCODE_RDTSC)
+_ACCESS = {UC_MEM_FETCH_UNMAPPED: Access.FETCH, UC_MEM_WRITE_UNMAPPED: Access.WRITE}
+_REGISTER_BYTES = 4  # device registers are 32-bit, at 4-byte aligned offsets
+
+
+def guarded(method: Callable) -> Callable:
+    """Run a Unicorn hook so that a Python exception stops emulation and is
+    re-raised after ``emu_start`` returns, instead of vanishing in ctypes."""
+
+    @functools.wraps(method)
+    def wrapper(self: CoreExits, *args):
+        try:
+            return method(self, *args)
+        except BaseException as error:  # noqa: BLE001 - re-raised after emu_start
+            if self.core.hook_error is None:
+                self.core.hook_error = error
+            self.core.request_stop()
+            return False
+
+    return wrapper
+
+
+class CoreExits:
+    def __init__(self, core: Core, uc: Uc) -> None:
+        self.core = core
+        self._uc = uc
+        uc.hook_add(UC_HOOK_INTR, self._on_exception)
+        uc.hook_add(UC_HOOK_INSN_INVALID, self._on_invalid_instruction)
+        uc.hook_add(UC_HOOK_INSN, self._on_in, None, 1, 0, r.UC_X86_INS_IN)
+        uc.hook_add(UC_HOOK_INSN, self._on_out, None, 1, 0, r.UC_X86_INS_OUT)
+        uc.hook_add(UC_HOOK_INSN, self._on_cpuid, None, 1, 0, r.UC_X86_INS_CPUID)
+        uc.hook_add(UC_HOOK_MEM_READ_UNMAPPED | UC_HOOK_MEM_WRITE_UNMAPPED | UC_HOOK_MEM_FETCH_UNMAPPED,
+                    self._on_unmapped)
+        for base, size in core.platform.mmio_regions(core):
+            uc.mmio_map(base, size, self._mmio_read, base, self._mmio_write, base)
+
+    def intercept_instructions_at(self, addresses: list[int]) -> None:
+        """Hook RDMSR/WRMSR/RDTSC at these linear addresses."""
+        for address in addresses:
+            self._uc.hook_add(UC_HOOK_CODE, self._on_special_instruction, None, address, address)
+        self._uc.ctl_flush_tb()
+
+    # ------------------------------------------------------------ exceptions
+    @guarded
+    def _on_exception(self, uc: Uc, vector: int, _data: object) -> None:
+        error_code = self.core.internals.take_exception_error_code()
+        rip = uc.reg_read(r.UC_X86_REG_RIP)
+        source = Source.SOFTWARE if vector >= 32 or self._is_software_interrupt(rip, vector) else Source.EXCEPTION
+        pushes_error = source is Source.EXCEPTION and vector in x86.VECTORS_WITH_ERROR_CODE
+        self.core.take(vector, source, error_code if pushes_error else None)
+
+    def _is_software_interrupt(self, rip: int, vector: int) -> bool:
+        try:
+            before = self.core.linear.read_code(rip - 2, 2)
+        except (TranslationFault, GuestFault):
+            return False
+        return before == bytes((0xCD, vector)) or (vector == x86.VECTOR_BP and before[1] == 0xCC) or (
+            vector == x86.VECTOR_OF and before[1] == 0xCE)
+
+    @guarded
+    def _on_invalid_instruction(self, uc: Uc, _data: object) -> bool:
+        rip = uc.reg_read(r.UC_X86_REG_RIP)
+        try:
+            opcode = self.core.linear.read_code(rip, len(OPCODE_VMMCALL))
+        except (TranslationFault, GuestFault):
+            opcode = b""
+        if opcode in (OPCODE_VMMCALL, OPCODE_VMCALL) and self.core.platform.hypercall(self.core):
+            return True
+        self.core.take(x86.VECTOR_UD, Source.EXCEPTION, None)
+        return True
+
+    # ------------------------------------------------------------ I/O, CPUID, devices
+    @guarded
+    def _on_in(self, uc: Uc, port: int, size: int, _data: object) -> int:
+        return self.core.platform.port_in(self.core, port, size)
+
+    @guarded
+    def _on_out(self, uc: Uc, port: int, size: int, value: int, _data: object) -> None:
+        self.core.platform.port_out(self.core, port, size, value)
+
+    @guarded
+    def _on_cpuid(self, uc: Uc, _data: object) -> int:
+        leaf, subleaf = uc.reg_read(r.UC_X86_REG_EAX), uc.reg_read(r.UC_X86_REG_ECX)
+        eax, ebx, ecx, edx = self.core.platform.cpuid(self.core, leaf, subleaf)
+        for register, value in zip((r.UC_X86_REG_RAX, r.UC_X86_REG_RBX, r.UC_X86_REG_RCX, r.UC_X86_REG_RDX),
+                                   (eax, ebx, ecx, edx)):
+            uc.reg_write(register, value)
+        return 1  # skip Unicorn's own CPUID
+
+    @guarded
+    def _mmio_read(self, uc: Uc, offset: int, size: int, base: int) -> int:
+        register = (base + offset) & ~(_REGISTER_BYTES - 1)
+        value = self.core.platform.mmio_read(self.core, register)
+        return (value >> (8 * (offset & (_REGISTER_BYTES - 1)))) & ((1 << (8 * size)) - 1)
+
+    @guarded
+    def _mmio_write(self, uc: Uc, offset: int, size: int, value: int, base: int) -> None:
+        self.core.platform.mmio_write(self.core, (base + offset) & ~(_REGISTER_BYTES - 1), value)
+        if self.core.interrupt_ready():
+            self.core.stop_after_instruction()  # so the interrupt is taken promptly
+
+    @guarded
+    def _on_unmapped(self, uc: Uc, access: int, address: int, size: int, value: int, _data: object) -> bool:
+        """``address`` is guest-physical: Unicorn reports the access after its own page walk."""
+        kind = _ACCESS.get(access, Access.READ)
+        verdict = self.core.platform.unmapped_access(self.core, kind, address, size)
+        if verdict is Unmapped.SCRATCH:
+            return True  # retry the access on the scratch page
+        if verdict is Unmapped.FAULT and not self.core.stopped:
+            self.core.stop_with_fault("unmapped memory", f"{kind.value} guest-physical {address:#x} ({size} bytes), "
+                                      "which no RAM or device backs")
+        return False
+
+    # ------------------------------------------------------------ RDTSC, RDMSR, WRMSR
+    @guarded
+    def _on_special_instruction(self, uc: Uc, address: int, size: int, _data: object) -> None:
+        opcode = self.core.linear.read(address, 2)
+        if opcode == OPCODE_RDTSC:
+            self._set_edx_eax(clock.tsc_at(self.core.clock.now_ns()))
+        elif opcode == OPCODE_RDMSR:
+            value = self._read_msr(uc.reg_read(r.UC_X86_REG_ECX))
+            if value is None:
+                return  # Unicorn's own RDMSR
+            self._set_edx_eax(value)
+        elif opcode == OPCODE_WRMSR:
+            if uc.reg_read(r.UC_X86_REG_ECX) != x86.MSR_IA32_APIC_BASE:
+                return
+            value = (uc.reg_read(r.UC_X86_REG_RDX) << 32) | (uc.reg_read(r.UC_X86_REG_RAX) & 0xFFFFFFFF)
+            if value & x86.APIC_BASE_EXTD:  # x2APIC is not advertised: #GP (SDM Vol. 3A 10.12.1)
+                self.core.take(x86.VECTOR_GP, Source.EXCEPTION, 0)
+                return
+            keep = x86.APIC_BASE_BSP
+            self.core.apic_base_msr = (self.core.apic_base_msr & keep) | (value & ~keep & ~x86.APIC_BASE_EXTD)
+        else:
+            return
+        uc.reg_write(r.UC_X86_REG_RIP, address + len(opcode))
+
+    def _read_msr(self, msr: int) -> int | None:
+        if msr == x86.MSR_IA32_APIC_BASE:
+            return self.core.apic_base_msr
+        if msr == x86.MSR_IA32_TSC:
+            return clock.tsc_at(self.core.clock.now_ns())
+        return None
+
+    def _set_edx_eax(self, value: int) -> None:
+        self._uc.reg_write(r.UC_X86_REG_RAX, value & 0xFFFFFFFF)
+        self._uc.reg_write(r.UC_X86_REG_RDX, (value >> 32) & 0xFFFFFFFF)
+
+
+def opcode_sites(code: bytes, base: int) -> set[int]:
+    """Addresses where an RDMSR, WRMSR or RDTSC byte sequence starts (a false
+    positive costs nothing: the hook runs only if an instruction starts
+    there, and re-checks the opcode)."""
+    sites = set()
+    for opcode in INTERCEPTED_OPCODES:
+        start = code.find(opcode)
+        while start >= 0:
+            sites.add(base + start)
+            start = code.find(opcode, start + 1)
+    return sites
+
+
+__all__ = ["INTERCEPTED_OPCODES", "OPCODE_VMMCALL", "CoreExits", "guarded", "opcode_sites"]

@@ -1,0 +1,74 @@
+"""A core's run state and its transitions: INIT, STARTUP, HLT and wake-up
+(Intel SDM Vol. 3A 9.4 and 10.4.7; MP spec 1.4 B.4)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from unicorn import x86_const as r
+
+from osvemu.cpu.paging import TranslationFault
+from osvemu.cpu.templates import startup_context
+from osvemu.errors import GuestFault
+from osvemu.events import Halted, InitReceived, StartupReceived
+
+if TYPE_CHECKING:
+    from osvemu.cpu.core import Core
+
+OPCODE_HLT = b"\xf4"
+
+
+class CoreState(Enum):
+    RUNNING = "running"
+    HALTED = "halted"
+    WAIT_FOR_SIPI = "wait-for-sipi"
+    STOPPED = "stopped"
+
+
+def init(core: Core) -> None:
+    """INIT: the local APIC resets and the core waits for a STARTUP IPI
+    (SDM Vol. 3A 10.4.7.3).  It does not resume where it was: a SIPI loads
+    a new context, so a running slice ends here."""
+    core.interrupts.reset()
+    core.nmi_pending = False
+    core.state = CoreState.WAIT_FOR_SIPI
+    core.request_stop()
+    core.emit(InitReceived())
+
+
+def startup(core: Core, vector: int) -> bool:
+    """STARTUP IPI: only a core waiting for it starts, in real mode at
+    ``vector << 12`` (SDM Vol. 3A 10.4.4.1); any other core ignores it."""
+    if core.state is not CoreState.WAIT_FOR_SIPI:
+        return False
+    core.restore_context(startup_context(vector))
+    core.flush_translations()  # the trampoline was written by another core
+    core.state = CoreState.RUNNING
+    core.emit(StartupReceived(vector))
+    return True
+
+
+def wake(core: Core) -> None:
+    """An interrupt taken by a halted core resumes it (SDM Vol. 3A 6.9)."""
+    if core.state is CoreState.HALTED:
+        core.state = CoreState.RUNNING
+
+
+def note_halt(core: Core) -> None:
+    """After a slice: a running core whose slice ended at HLT is halted.
+    Unicorn's halted flag is cross-checked against the HLT byte before RIP,
+    since a host-timer stop can land at the same moment."""
+    if core.state is not CoreState.RUNNING or not core.internals.halted():
+        return
+    rip = core.read_register(r.UC_X86_REG_RIP)
+    try:
+        at_hlt = core.linear.read_code(rip - len(OPCODE_HLT), len(OPCODE_HLT)) == OPCODE_HLT
+    except (TranslationFault, GuestFault):
+        at_hlt = False
+    if at_hlt:
+        core.state = CoreState.HALTED
+        core.emit(Halted(rip))
+
+
+__all__ = ["CoreState", "init", "note_halt", "startup", "wake"]

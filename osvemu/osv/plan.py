@@ -1,0 +1,81 @@
+"""OSV's plan for the machine: one kernel per partition.
+
+Each kernel gets a guest-physical address space built from ranges mapped
+onto machine memory, as nested paging does in the paper: a private low MiB
+(its own firmware tables, MP floating pointer and AP trampoline page), its
+RAM from 1 MiB up, and its shared channels high in the 32-bit hole.  Its
+cores map exactly that; anything else is a memory violation.  Its firmware
+describes only its cores and memory; no device is shared (the IOAPIC would
+be a register file every kernel could write: a covert channel).  ICR writes
+are routed by :func:`osvemu.osv.ipi_policy.route_ipi`, and the monitor
+(:class:`osvemu.osv.monitor.OsvMonitor`) owns the hypercalls and violations.
+"""
+
+from __future__ import annotations
+
+from osvemu.cpu.memory import Mapping, MemoryBank, MemoryView
+from osvemu.errors import ImageError
+from osvemu.image import KernelImage, load_image
+from osvemu.osv.config import OsvConfig
+from osvemu.osv.ipi_policy import PartitionLayout, make_policy
+from osvemu.osv.monitor import CHANNEL_BASE, ChannelPlacement, OsvMonitor, PartitionInfo
+from osvemu.platform import layout
+from osvemu.platform.firmware import FirmwareView
+from osvemu.platform.plan import KernelPlacement, MachineMemory, MachinePlan
+from osvemu.platform.topology import MemoryRange
+
+#: The most RAM a partition can have: from 1 MiB up to the channels.
+MAX_GUEST_RAM = CHANNEL_BASE - layout.LOW_MEMORY_END
+
+
+def osv_plan(config: OsvConfig, images: dict[str, KernelImage] | None = None) -> MachinePlan:
+    """The machine ``config`` describes, with OSV installed.  ``images``
+    (by kernel name) overrides loading each kernel's image file."""
+    memory = MachineMemory(config.topology)
+    channels = _place_channels(config)
+    loaded: dict[str, KernelImage] = {}
+    kernels, partitions = [], []
+    for plan in config.kernels:
+        if plan.ram_bytes > MAX_GUEST_RAM:
+            raise ImageError(f"kernel {plan.name!r}: {plan.ram_bytes >> 20} MiB of RAM is more than a "
+                             f"partition's {MAX_GUEST_RAM >> 20} MiB below the channels")
+        mappings = [Mapping(0, layout.LOW_MEMORY_END, MemoryBank(layout.LOW_MEMORY_END, f"{plan.name} low memory"), 0)]
+        ram, cursor = [], layout.LOW_MEMORY_END
+        for rng in plan.memory:
+            mappings.append(Mapping(cursor, rng.size, memory.bank, memory.offset_of(rng.base)))
+            ram.append(MemoryRange(cursor, rng.size, rng.node))
+            cursor += rng.size
+        own_channels = tuple(channel for channel in channels if plan.index in channel.kernels)
+        mappings += [Mapping(channel.gpa, channel.size, channel.bank, 0) for channel in own_channels]
+        partition = PartitionInfo(plan, tuple(ram), own_channels)
+        image = (images or {}).get(plan.name) or loaded.get(plan.image) or load_image(plan.image)
+        loaded[plan.image] = image
+        kernels.append(KernelPlacement(plan.name, plan.apic_ids, MemoryView(mappings), _firmware_view(config, partition),
+                                       partition.image_ram, plan.cmdline, image, labelled=True))
+        partitions.append(partition)
+    owner = {apic: plan.index for plan in config.kernels for apic in plan.apic_ids}
+    return MachinePlan(config.topology, memory, tuple(kernels), make_policy(PartitionLayout(owner)),
+                       monitor=OsvMonitor(tuple(partitions)))
+
+
+def _place_channels(config: OsvConfig) -> list[ChannelPlacement]:
+    """Each channel's memory, placed one after another from CHANNEL_BASE."""
+    placed, gpa = [], CHANNEL_BASE
+    for channel in config.channels:
+        placed.append(ChannelPlacement(channel.name, gpa, channel.size, channel.kernels,
+                                       MemoryBank(channel.size, f"channel {channel.name}")))
+        gpa += channel.size
+    return placed
+
+
+def _firmware_view(config: OsvConfig, partition: PartitionInfo) -> FirmwareView:
+    """The machine as this kernel is told about it: its cores, its RAM at
+    its guest-physical addresses (the low 640 KiB on its first node), its
+    channels reserved, no IOAPIC."""
+    cpus = tuple(config.topology.cpu_by_apic_id(apic) for apic in partition.plan.apic_ids)
+    low = MemoryRange(0, layout.CONVENTIONAL_END, partition.ram[0].node)
+    reserved = tuple((channel.gpa, channel.size) for channel in partition.channels)
+    return FirmwareView(cpus, cpus[0].apic_id, (low,) + partition.ram, None, reserved)
+
+
+__all__ = ["MAX_GUEST_RAM", "osv_plan"]

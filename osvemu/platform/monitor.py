@@ -1,0 +1,48 @@
+"""The monitor protocol: the exits a monitor installed on the machine owns.
+
+The bare machine has no monitor.  Under OSV the machine hands the monitor
+exactly these exits -- VMMCALL, an isolation refusal or an access outside a
+kernel's memory (a *violation*), and the CPUID leaves a hypervisor
+announces itself in -- and carries out what the monitor answers.  Every
+ICR write is routed by the policy the machine's APIC bus was built with.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Protocol
+
+from osvemu.events import ViolationKind
+
+
+class HypercallOutcome(Protocol):
+    result: int  # RAX: >= 0 success, -errno failure
+    error: str | None  # why it failed, recorded as a violation
+    write: tuple[int, bytes] | None  # guest-physical write into the caller's memory
+    notify: tuple[int, int] | None  # (kernel, vector): a fixed interrupt to that kernel's boot CPU
+    shutdown: int | None  # the caller's kernel ends with this status
+
+
+class Monitor(Protocol):
+    #: The status of a kernel the monitor ends for a violation.
+    violation_status: int
+    #: Monitor exits by kind ("icr", "hypercall", "violation").
+    exits: Counter[str]
+
+    def cpuid(self, leaf: int, subleaf: int, values: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        """The machine's CPUID values for a leaf, as the monitor presents them."""
+
+    def hypercall(self, kernel: int, registers: tuple[int, int, int, int], now: int) -> HypercallOutcome:
+        """VMMCALL with (RAX, RDI, RSI, RDX) from ``kernel``; ``now`` is the calling core's retired instructions."""
+
+    def violation(self, kernel: int, core: int, rip: int, kind: ViolationKind, reason: str) -> bool:
+        """Record a violation; True when the kernel is to be ended for it."""
+
+    def report(self) -> dict:
+        """The monitor's part of the run report."""
+
+    def report_kernel(self, kernel: int) -> dict:
+        """The monitor's view of one kernel, for the run report."""
+
+
+__all__ = ["HypercallOutcome", "Monitor"]
