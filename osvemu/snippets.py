@@ -8,6 +8,7 @@ leading ``;!`` lines form a TOML header::
     ;! sockets = 1            # machine topology (default 1 x 1)
     ;! cores_per_socket = 2
     ;! run_on = "all"         # "all": every core starts at the snippet; "bsp": only core 0
+    ;! kernels = 2            # run under OSV, split evenly; the snippet runs in kernel 0
     ;! max_instructions = 200000
     ;! [expect]
     ;! exit = 0               # exit-port status; omit when the run ends by halting
@@ -19,6 +20,7 @@ leading ``;!`` lines form a TOML header::
     ;! state = "halted"
     ;! [expect.all_cores]     # every core that started
     ;! rbx = 1
+    ;! violations = ["write to 0x30000000"]  # under OSV: each is part of a recorded violation
 
 Placement: real-mode snippets start at 0x0800:0000 (linear 0x8000), as an AP
 after a STARTUP IPI with vector 8; protected- and long-mode snippets start at
@@ -107,6 +109,7 @@ class Snippet:
     cores_per_socket: int = 1
     memory: int = 64 * layout.MiB
     run_on: str = "all"
+    kernels: int = 1
     max_instructions: int = 2_000_000
     quantum: int = 1000
     cmdline: str = ""
@@ -198,7 +201,13 @@ class SnippetRun:
 def run_snippet(snippet: Snippet, fast: bool = False) -> SnippetRun:
     lines: list[str] = []
     topology = Topology(snippet.sockets, snippet.cores_per_socket, snippet.memory)
-    machine = Machine(bare_plan(topology, snippet.cmdline), console=lines.append)
+    if snippet.kernels > 1:
+        from osvemu.osv.config import default_config
+        from osvemu.osv.plan import osv_plan
+        plan = osv_plan(default_config(topology, "", snippet.cmdline, snippet.kernels))
+    else:
+        plan = bare_plan(topology, snippet.cmdline)
+    machine = Machine(plan, console=lines.append)
     kernel = machine.kernels[0]
     machine.install_firmware(kernel)
     source = snippet.source + (SET_GATE if snippet.mode == "long" else "")
@@ -207,7 +216,7 @@ def run_snippet(snippet: Snippet, fast: bool = False) -> SnippetRun:
     machine.intercept_special_instructions(kernel, [(snippet.base, len(code))])
     if snippet.mode == "long":
         _long_mode_tables(kernel.view)
-    started = [c.index for c in machine.cores] if snippet.run_on == "all" else [0]
+    started = [c.index for c in kernel.cores] if snippet.run_on == "all" else [kernel.cores[0].index]
     for index in started:
         _start_core(machine.cores[index], snippet)
     scheduler = Scheduler(machine, snippet.quantum, fast=fast, limits=RunLimits(max_instructions=snippet.max_instructions))
@@ -225,6 +234,10 @@ def check_expectations(run: SnippetRun) -> list[str]:
         console = machine.kernels[0].uart.console.text.decode("utf-8", "replace")
         if console != expect["console"]:
             problems.append(f"console {console!r}, expected {expect['console']!r}")
+    reasons = [v.reason for v in machine.monitor.violations] if machine.monitor else []
+    for wanted in expect.get("violations", []):
+        if not any(wanted in reason for reason in reasons):
+            problems.append(f"no violation {wanted!r} among {reasons}")
     for address, hexbytes in expect.get("memory", {}).items():
         want = bytes.fromhex(hexbytes)
         got = machine.kernels[0].view.read(int(address, 0), len(want))

@@ -66,9 +66,9 @@ def test_each_kernel_sees_only_its_cores_and_memory():
 
 
 def test_eight_kernels_of_four_cores():
-    run = osvemu("boot", str(IMAGE), "--kernels", "8", "--cmdline", "quiet workload=primes primes=10000")
+    run = osvemu("boot", str(IMAGE), "--kernels", "8", "--cmdline", "quiet workload=primes primes=1000")
     assert run.returncode == 0, run.stderr
-    assert run.stdout.splitlines()[-1].endswith("OSV: combined result of 8 kernels: 32 CPUs, primes=9832, "
+    assert run.stdout.splitlines()[-1].endswith("OSV: combined result of 8 kernels: 32 CPUs, primes=1344, "
                                                 "pingpong=0: OK")
     assert sum("minilinux: 4 CPUs online" in line for line in run.stdout.splitlines()) == 8
 
@@ -144,11 +144,16 @@ memory = "2G"
 name = "results"
 kernels = ["k0", "k1", "k2", "k3"]
 """
-KERNEL = '[[kernel]]\nname = "k{i}"\nimage = "{image}"\ncmdline = "quiet{extra}"\ncores = ["{lo}-{hi}"]\n{policy}\n'
+#: The smallest workloads that still run the result protocol between kernels.
+KERNEL = ('[[kernel]]\nname = "k{i}"\nimage = "{image}"\ncmdline = "quiet primes=1000 rounds=5{extra}"\n'
+          'cores = ["{lo}-{hi}"]\n{policy}\n')
 
 
-def attack_config(tmp_path: Path, attacker: int | None, policy: str = "log") -> Path:
-    kernels = "".join(KERNEL.format(i=i, image=IMAGE, extra=" attack=all" if i == attacker else "", lo=8 * i,
+def attack_config(tmp_path: Path, attacker: int | None, policy: str = "log", collect_ms: int = 3000) -> Path:
+    """Four kernels of eight cores, one of them attacking; ``collect_ms``
+    bounds how long kernel 0 waits for a result that may never come."""
+    kernels = "".join(KERNEL.format(i=i, image=IMAGE, extra=(" attack=all" if i == attacker else "") +
+                                    f" collect_ms={collect_ms}", lo=8 * i,
                                     hi=8 * i + 7, policy=f'on_violation = "{policy}"' if i == attacker else "")
                       for i in range(4))
     path = tmp_path / f"attack-{attacker}-{policy}.toml"
@@ -204,7 +209,7 @@ def test_an_attacking_kernel_is_refused_and_harms_nobody(tmp_path):
 
 
 def test_a_kernel_with_the_stop_policy_is_stopped_at_its_first_violation(tmp_path):
-    machine, result, lines = run_in_process(attack_config(tmp_path, 1, policy="stop"))
+    machine, result, lines = run_in_process(attack_config(tmp_path, 1, policy="stop", collect_ms=300))
     assert result.status == 42  # the run ends with the first failing kernel's status: k0 lacks a result
     k1 = machine.kernels[1]
     assert k1.status == 0xFF and not any(machine.may_run(core) for core in k1.cores)

@@ -6,6 +6,7 @@ struct boot_options boot_options = {
     .primes_limit = 100000,
     .pingpong_rounds = 50,
     .tsc_khz = 2000000,
+    .collect_ms = 3000,
 };
 char boot_command_line[512];
 
@@ -53,6 +54,8 @@ void parse_cmdline(const char *cmdline)
             boot_options.fault_cpu = (u32)parse_u64(value, NULL);
         else if (option(p, "primes", &value) && value)
             boot_options.primes_limit = parse_u64(value, NULL);
+        else if (option(p, "collect_ms", &value) && value)
+            boot_options.collect_ms = (u32)parse_u64(value, NULL);
         else if (option(p, "rounds", &value) && value)
             boot_options.pingpong_rounds = (u32)parse_u64(value, NULL);
         else if (option(p, "workload", &value) && value) {

@@ -92,6 +92,7 @@ struct boot_options {
     u64 tsc_khz;
     u32 fault_cpu;        /* fault=N: make CPU N take a page fault (tests) */
     bool attack;          /* attack=all: try every way out of the partition (under OSV) */
+    u32 collect_ms;       /* collect_ms=N: how long kernel 0 waits for the others' results (under OSV) */
 };
 extern struct boot_options boot_options;
 extern char boot_command_line[512];

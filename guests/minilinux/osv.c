@@ -14,7 +14,6 @@
 #define HC_SHUTDOWN 4
 #define OSV_NOTIFY_VECTOR 0xF8
 #define SLOT_MAGIC 0x4F535631 /* "OSV1" */
-#define COLLECT_TIMEOUT_MS 3000
 
 struct __attribute__((packed)) osv_self {
     u32 id, count, cores, channels;
@@ -161,7 +160,7 @@ __attribute__((noreturn)) void osv_finish(const struct workload_result *results,
         machine_exit(ok ? EXIT_SUCCESS : EXIT_FAILURE);
     }
     u32 ready = 0;
-    for (u32 waited = 0; waited < COLLECT_TIMEOUT_MS; waited++) {
+    for (u32 waited = 0; waited < boot_options.collect_ms; waited++) {
         ready = 0;
         for (u32 k = 0; k < self.count; k++)
             ready += __atomic_load_n(&slots[k].magic, __ATOMIC_ACQUIRE) == SLOT_MAGIC;

@@ -10,6 +10,7 @@ before anything else runs.
 from __future__ import annotations
 
 from unicorn import Uc
+from unicorn import x86_const as r
 
 from osvemu.cpu import x86
 
@@ -29,6 +30,8 @@ class ScratchPages:
         """Unmap every scratch page (at the end of a slice)."""
         for page in self._pages:
             self._uc.mem_unmap(page, x86.PAGE_SIZE)
+        if self._pages:  # drop TLB entries that still point at the page (a CR3 load flushes them)
+            self._uc.reg_write(r.UC_X86_REG_CR3, self._uc.reg_read(r.UC_X86_REG_CR3))
         self._pages.clear()
 
 

@@ -48,8 +48,9 @@ def osv_plan(config: OsvConfig, images: dict[str, KernelImage] | None = None) ->
         own_channels = tuple(channel for channel in channels if plan.index in channel.kernels)
         mappings += [Mapping(channel.gpa, channel.size, channel.bank, 0) for channel in own_channels]
         partition = PartitionInfo(plan, tuple(ram), own_channels)
-        image = (images or {}).get(plan.name) or loaded.get(plan.image) or load_image(plan.image)
-        loaded[plan.image] = image
+        image = (images or {}).get(plan.name) or loaded.get(plan.image)
+        if image is None and plan.image:  # no image: code is placed by hand (snippets)
+            image = loaded[plan.image] = load_image(plan.image)
         kernels.append(KernelPlacement(plan.name, plan.apic_ids, MemoryView(mappings), _firmware_view(config, partition),
                                        partition.image_ram, plan.cmdline, image, labelled=True))
         partitions.append(partition)
