@@ -25,8 +25,8 @@ from osvemu.osv.ipi_policy import PartitionLayout, route_ipi
 from osvemu.platform.apicbus import RefusalCause, architectural_refusal
 from osvemu.platform.icr import (
     BROADCAST_ID,
-    ICR_DEST_MODE_LOGICAL,
     ICR_DELIVERY_MODE_SHIFT,
+    ICR_DEST_MODE_LOGICAL,
     ICR_HIGH_DEST_SHIFT,
     ICR_LEVEL_ASSERT,
     ICR_SHORTHAND_SHIFT,

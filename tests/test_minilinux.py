@@ -140,7 +140,7 @@ def test_a_corrupted_madt_is_rejected_and_the_mp_table_used():
 @pytest.mark.parametrize("cpus, memory", [(4, "512M"), (32, "2G")])
 def test_same_image_same_results_on_qemu(cpus, memory):
     """QEMU's pc machine (SeaBIOS tables, RSDP v0, no SRAT, a live 8259 PIC) and osvemu, both workloads."""
-    WORKLOADS = "primes=10000 rounds=10"  # noqa: N806 - the same command line on both machines
+    WORKLOADS = "primes=10000 rounds=10"
     qemu = shutil.which("qemu-system-x86_64")
     assert qemu, "qemu-system-x86_64 is missing: .ci/run installs the Debian package qemu-system-x86"
     theirs = subprocess.run([qemu, "-M", "pc", "-smp", str(cpus), "-m", memory, "-kernel", str(IMAGE), "-display", "none",

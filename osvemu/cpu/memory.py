@@ -103,8 +103,5 @@ class MemoryView:
             m.bank.view[start:start + step] = data[:step]
             gpa, data = gpa + step, data[step:]
 
-    def read_u32(self, gpa: int) -> int:
-        return int.from_bytes(self.read(gpa, 4), "little")
-
     def read_u64(self, gpa: int) -> int:
         return int.from_bytes(self.read(gpa, 8), "little")

@@ -1,7 +1,7 @@
 """CPU state that Unicorn 2.1 keeps but its API does not expose.
 
-osvemu needs three pieces of QEMU's internal x86 state that Unicorn's public
-API leaves out (see ../shared/REFERENCE.md, "Unicorn 2.1.4"):
+osvemu needs seven pieces of QEMU's internal state that Unicorn 2.1.4's
+public API (``include/unicorn/unicorn.h``) leaves out:
 
 * ``uc_struct.emu_counter``: how many instructions a counted ``emu_start``
   really retired.  A slice that ends early (HLT, exit port, fault) would

@@ -146,6 +146,14 @@ def load_config(path: str | Path, default_image: str | None = None) -> OsvConfig
     kernels_data = data.get("kernel", [])
     if not kernels_data:
         raise ConfigError(f"{path}: no [[kernel]] defined")
+    plans = _kernel_plans(kernels_data, topology, path, default_image)
+    names = {plan.name: plan.index for plan in plans}
+    config = OsvConfig(topology, tuple(plans), tuple(_channel_plans(data.get("channel", []), names, path)))
+    validate(config)
+    return config
+
+
+def _kernel_plans(kernels_data: list, topology: Topology, path: Path, default_image: str | None) -> list[KernelPlan]:
     free = allocatable(topology)
     plans = []
     names: dict[str, int] = {}
@@ -172,8 +180,12 @@ def load_config(path: str | Path, default_image: str | None = None) -> OsvConfig
         if policy not in POLICIES:
             raise ConfigError(f"{where}: on_violation must be log or stop, not {policy!r}")
         plans.append(KernelPlan(index, name, str(image), str(spec.get("cmdline", "")), apics, tuple(memory), policy))
+    return plans
+
+
+def _channel_plans(channels_data: list, names: dict[str, int], path: Path) -> list[ChannelPlan]:
     channels = []
-    for index, spec in enumerate(data.get("channel", [])):
+    for index, spec in enumerate(channels_data):
         where = f"{path}: channel {spec.get('name', index)!r}"
         _no_unknown(spec, CHANNEL_KEYS, where)
         members = []
@@ -187,9 +199,7 @@ def load_config(path: str | Path, default_image: str | None = None) -> OsvConfig
         if size <= 0 or size % layout.PAGE_SIZE or size > 16 * layout.MiB:
             raise ConfigError(f"{where}: size must be a multiple of 4 KiB up to 16 MiB")
         channels.append(ChannelPlan(index, str(spec.get("name", f"ch{index}")), size, tuple(members)))
-    config = OsvConfig(topology, tuple(plans), tuple(channels))
-    validate(config)
-    return config
+    return channels
 
 
 def _no_unknown(table: dict, known: set[str], where: str) -> None:

@@ -22,8 +22,9 @@ MAX_EXTENDED_LEAF = 0x8000001A
 LEAF1_EDX = 0x178BFBFF
 LEAF1_EDX_APIC = 1 << 9
 LEAF1_EDX_HTT = 1 << 28
-# Fn0000_0001_ECX: SSE3, MONITOR, CMPXCHG16B, POPCNT.  No x2APIC (bit 21) and no
-# hypervisor bit: guests must use the xAPIC page (REFERENCE.md).
+# Fn0000_0001_ECX: SSE3, MONITOR, CMPXCHG16B, POPCNT.  No x2APIC (bit 21): Unicorn
+# 2.1.4 cannot hook the x2APIC MSRs (RDMSR/WRMSR hooks are not in its uc_hook_add),
+# so guests must use the xAPIC page.  No hypervisor bit (OSV's monitor sets it).
 LEAF1_ECX = (1 << 0) | (1 << 3) | (1 << 13) | (1 << 23)
 # Fn8000_0001_ECX: LahfSahf, CmpLegacy, AltMovCr8, ABM, SSE4A, 3DNowPrefetch.
 EXT1_ECX = (1 << 0) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 8)
