@@ -95,13 +95,14 @@ def osvemu_run(iterations: int, cores: int, fast: bool, quantum: int) -> tuple[f
 
 def _boot_smp_hello(elf: Path):
     from osvemu.image import load_image
-    from osvemu.platform.machine import Machine, MachineConfig
+    from osvemu.platform.machine import Machine
+    from osvemu.platform.plan import bare_plan
     from osvemu.platform.topology import Topology
     from osvemu.scheduler import Scheduler
 
-    machine = Machine(MachineConfig(Topology(4, 8), console=lambda line: None))
     image = load_image(elf)
-    machine.boot(image)
+    machine = Machine(bare_plan(Topology(4, 8), image=image), console=lambda line: None)
+    machine.boot()
     return machine, Scheduler(machine), image
 
 
@@ -181,26 +182,27 @@ def osv_versus_native() -> None:
     8 cores on the 4-socket machine), and the monitor exits OSV took."""
     from osvemu.image import load_image
     from osvemu.osv.config import default_config
-    from osvemu.osv.monitor import OsvMachine
-    from osvemu.platform.machine import Machine, MachineConfig
+    from osvemu.osv.plan import osv_plan
+    from osvemu.platform.machine import Machine
+    from osvemu.platform.plan import bare_plan
     from osvemu.platform.topology import Topology
     from osvemu.scheduler import Scheduler
 
     image_path = str(Path(__file__).resolve().parent.parent / "guests" / "minilinux.elf")
     cmdline = "quiet"
-    native = Machine(MachineConfig(Topology(1, 8, 512 << 20), cmdline, console=lambda line: None))
-    native.boot(load_image(image_path))
+    native = Machine(bare_plan(Topology(1, 8, 512 << 20), cmdline, load_image(image_path)), console=lambda line: None)
+    native.boot()
     start = time.perf_counter()
     native_result = Scheduler(native).run()
     native_seconds = time.perf_counter() - start
-    osv = OsvMachine(default_config(Topology(), image_path, cmdline), console=lambda line: None)
-    osv.boot_all()
+    osv = Machine(osv_plan(default_config(Topology(), image_path, cmdline)), console=lambda line: None)
+    osv.boot()
     start = time.perf_counter()
     osv_result = Scheduler(osv).run()
     osv_seconds = time.perf_counter() - start
     assert native_result.status == 0 and osv_result.status == 0, (native_result.reason, osv_result.reason)
     native_instructions = sum(c.instructions for c in native.cores)
-    kernel = osv.partitions[0]
+    kernel = osv.kernels[0]
     osv_instructions = sum(c.instructions for c in kernel.cores)
     print()
     print(f"{'minilinux, 8 cores (primes + pingpong)':40} {'instructions':>13} {'seconds':>8}")
@@ -209,8 +211,8 @@ def osv_versus_native() -> None:
     print(f"{'OSV: all 4 kernels':40} {sum(c.instructions for c in osv.cores):13d} {osv_seconds:8.3f}")
     print(f"k0 under OSV / native instructions: {osv_instructions / native_instructions:.3f}; "
           f"host time per kernel under OSV / native: {osv_seconds / 4 / native_seconds:.2f}")
-    exits = ", ".join(f"{kind} {count}" for kind, count in osv.monitor_exits.items())
-    print(f"monitor exits (all kernels): {exits}; violations {len(osv.violations)}")
+    exits = ", ".join(f"{kind} {count}" for kind, count in osv.monitor.exits.items())
+    print(f"monitor exits (all kernels): {exits}; violations {len(osv.monitor.violations)}")
 
 
 def main() -> None:
