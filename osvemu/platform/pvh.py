@@ -66,17 +66,6 @@ def unpack_memory_map(data: bytes, count: int) -> list[MemoryMapEntry]:
     return entries
 
 
-__all__ = [
-    "MEMMAP_ENTRY",
-    "START_INFO",
-    "START_INFO_VERSION",
-    "XEN_HVM_START_MAGIC_VALUE",
-    "StartInfo",
-    "pack_memory_map",
-    "unpack_memory_map",
-]
-
-
 # --- The PVH entry state (Xen docs/misc/pvh.pandoc, "x86/HVM direct boot ABI") ---
 #: A segment descriptor: limit 15:0, base 15:0, base 23:16, access, flags | limit 19:16, base 31:24
 #: (Intel SDM Vol. 3A 3.4.5, Figure 3-8).
@@ -129,3 +118,18 @@ def pvh_entry_context() -> UcContext:
 def pvh_entry_registers(entry: int, start_info: int) -> dict[int, int]:
     """EIP = the PVH entry point, EBX = the start info's guest-physical address."""
     return {r.UC_X86_REG_RIP: entry, r.UC_X86_REG_RBX: start_info}
+
+
+__all__ = [
+    "BOOT_GDT",
+    "BOOT_TSS",
+    "MEMMAP_ENTRY",
+    "START_INFO",
+    "START_INFO_VERSION",
+    "XEN_HVM_START_MAGIC_VALUE",
+    "StartInfo",
+    "pack_memory_map",
+    "pvh_entry_context",
+    "pvh_entry_registers",
+    "unpack_memory_map",
+]
