@@ -100,9 +100,9 @@ def _segment_dpl(cpu: CpuAccess, selector: int) -> int:
     if selector & 4 or index + 7 > gdt_limit or index == 0:
         raise DeliveryFault(x86.VECTOR_GP, selector & ~3, f"gate selector {selector:#x} is not a valid GDT code segment")
     descriptor = int.from_bytes(cpu.read_linear(gdt_base + index, 8), "little")
-    if not descriptor & (1 << 47):
+    if not descriptor & x86.DESCRIPTOR_PRESENT:
         raise DeliveryFault(x86.VECTOR_NP, selector & ~3, f"gate code segment {selector:#x} is not present")
-    return (descriptor >> 45) & 3
+    return (descriptor >> x86.DESCRIPTOR_DPL_SHIFT) & 3
 
 
 def deliver(cpu: CpuAccess, vector: int, source: Source, error_code: int | None = None) -> None:

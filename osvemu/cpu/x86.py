@@ -17,6 +17,9 @@ EFER_LMA = 1 << 10
 # Segment descriptor high-dword bits (Intel SDM Vol. 3A 3.4.5, Figure 3-8).
 DESC_L = 1 << 21  # 64-bit code segment
 DESC_DB = 1 << 22  # default operation size 32 bits
+# The same descriptor as one 64-bit value: P is bit 47, DPL bits 46:45.
+DESCRIPTOR_PRESENT = 1 << 47
+DESCRIPTOR_DPL_SHIFT = 45
 EFER_NXE = 1 << 11
 
 # RFLAGS (SDM Vol. 1 3.4.3)
