@@ -18,6 +18,7 @@ byte-identical trace every time.
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 from dataclasses import dataclass, field
 from typing import IO, ClassVar
@@ -180,11 +181,11 @@ class Tracer:
             self._start_tracing()
         else:
             for core in self.machine.cores:
-                self._start_hooks.append((core, core.add_code_hook(self._hook(self._on_start, core),
+                self._start_hooks.append((core, core.add_code_hook(functools.partial(self._on_start, core),
                                                                    self.start, self.start)))
         if self.until is not None:
             for core in self.machine.cores:
-                self._hooks.append((core, core.add_code_hook(self._hook(self._on_until, core),
+                self._hooks.append((core, core.add_code_hook(functools.partial(self._on_until, core),
                                                              self.until, self.until)))
         while True:
             outcome = self.scheduler.advance()
@@ -213,18 +214,14 @@ class Tracer:
         for core in self.cores:
             if not self.options.events_only:
                 low, high = self.range if self.range else (1, 0)
-                self._hooks.append((core, core.add_code_hook(self._hook(self._on_instruction, core), low, high)))
+                self._hooks.append((core, core.add_code_hook(functools.partial(self._on_instruction, core), low, high)))
             for address, length in self.watches:
-                self._hooks.append((core, core.add_memory_hook("write", self._hook(self._on_write, core),
+                self._hooks.append((core, core.add_memory_hook("write", functools.partial(self._on_write, core),
                                                                address, address + length - 1)))
         for core in self.cores:
             self._check_mode(core)
 
     # ------------------------------------------------------------ hooks
-    @staticmethod
-    def _hook(method, core: Core):
-        return lambda *args: method(core, *args)
-
     def _on_start(self, core: Core, address: int, size: int) -> None:
         self._activate = True
         core.pause_before_instruction()

@@ -41,7 +41,7 @@ from osvemu.platform.firmware import Firmware, build_firmware
 from osvemu.platform.icr import DeliveryMode, Icr, Shorthand
 from osvemu.platform.lapic import LocalApic
 from osvemu.platform.memmap import FIRMWARE_AREAS
-from osvemu.platform.plan import KernelPlacement, MachinePlan
+from osvemu.platform.plan import KernelPlacement, MachinePlan, SharedDevice
 from osvemu.platform.pvh import BOOT_GDT, BOOT_TSS, pvh_entry_context, pvh_entry_registers
 from osvemu.platform.uart import UART_REGISTER_COUNT, Console, Uart16550
 
@@ -96,7 +96,6 @@ class Machine:
         self.cores: list[Core] = []
         self.lapics: list[LocalApic] = []
         self._kernel_of: list[Kernel | None] = []
-        self._ended: list[bool] = [False] * self.topology.cpu_count  # per core: its kernel has ended
         for cpu in self.topology.cpus:
             kernel = owner.get(cpu.apic_id)
             clock = CoreClock()
@@ -107,10 +106,9 @@ class Machine:
             self.lapics.append(lapic)
             self._kernel_of.append(kernel)
             self.bus.attach(core, lapic)
+        self._core_by_apic = {core.apic_id: core for core in self.cores}
         for kernel in self.kernels:
-            kernel.cores = sorted((self.cores[cpu.index] for cpu in self.topology.cpus
-                                   if owner.get(cpu.apic_id) is kernel),
-                                  key=lambda core: kernel.placement.apic_ids.index(core.apic_id))
+            kernel.cores = [self._core_by_apic[apic] for apic in kernel.placement.apic_ids]
             # The BSP flag of IA32_APIC_BASE (Intel SDM Vol. 3A 10.4.4): each
             # kernel's tables name its first core as the boot processor.
             kernel.cores[0].apic_base_msr |= APIC_BASE_BSP
@@ -120,7 +118,8 @@ class Machine:
 
     def may_run(self, core: Core) -> bool:
         """Running or halted, and its kernel has not ended."""
-        return core.can_execute and not self._ended[core.index]
+        kernel = self._kernel_of[core.index]
+        return core.can_execute and kernel is not None and not kernel.ended
 
     # ------------------------------------------------------------ boot
     def install_firmware(self, kernel: Kernel) -> Firmware:
@@ -138,16 +137,14 @@ class Machine:
         """Check the image fits the kernel's RAM clear of the firmware, write
         each segment (bss zeroed) and hook its special instructions."""
         check_placement(image, list(kernel.placement.image_ram), FIRMWARE_AREAS)
-        for segment in image.segments:
-            kernel.view.write(segment.paddr, segment.data + bytes(segment.memsz - len(segment.data)))
         sites: set[int] = set()
         for segment in image.segments:
+            kernel.view.write(segment.paddr, segment.data + bytes(segment.memsz - len(segment.data)))
             if segment.executable:
                 sites |= opcode_sites(segment.data, segment.paddr)
                 if segment.vaddr != segment.paddr:
                     sites |= opcode_sites(segment.data, segment.vaddr)
-        for core in kernel.cores:
-            core.intercept_instructions_at(sorted(sites))
+        self._intercept(kernel, sites)
 
     def intercept_special_instructions(self, kernel: Kernel, ranges: list[tuple[int, int]]) -> None:
         """Hook the RDMSR/WRMSR/RDTSC byte sequences found in these ranges
@@ -155,6 +152,10 @@ class Machine:
         sites: set[int] = set()
         for address, size in ranges:
             sites |= opcode_sites(kernel.view.read(address, size), address)
+        self._intercept(kernel, sites)
+
+    @staticmethod
+    def _intercept(kernel: Kernel, sites: set[int]) -> None:
         for core in kernel.cores:
             core.intercept_instructions_at(sorted(sites))
 
@@ -175,8 +176,6 @@ class Machine:
         if kernel.ended:
             return
         kernel.status = status
-        for core in kernel.cores:
-            self._ended[core.index] = True
         if caller is not None:
             caller.request_stop()
         where = caller or kernel.cores[0]
@@ -217,23 +216,24 @@ class Machine:
         return [(layout.LAPIC_BASE, layout.PAGE_SIZE)] + [(d.base, d.size) for d in self.plan.devices]
 
     def mmio_read(self, core: Core, register: int) -> int:
-        if layout.LAPIC_BASE <= register < layout.LAPIC_BASE + layout.PAGE_SIZE:
+        if _in_lapic_page(register):
             return self.lapics[core.index].read(register - layout.LAPIC_BASE)
-        for device in self.plan.devices:
-            if device.base <= register < device.base + device.size:
-                return device.device.mmio_read(register - device.base)
-        return 0
+        device = self._device_at(register)
+        return device.device.mmio_read(register - device.base) if device else 0
 
     def mmio_write(self, core: Core, register: int, value: int) -> None:
-        if layout.LAPIC_BASE <= register < layout.LAPIC_BASE + layout.PAGE_SIZE:
+        if _in_lapic_page(register):
             lapic = self.lapics[core.index]
             icr = lapic.write(register - layout.LAPIC_BASE, value)
             if icr is not None:
                 self._send_ipi(core, lapic, icr)
             return
-        for device in self.plan.devices:
-            if device.base <= register < device.base + device.size:
-                device.device.mmio_write(register - device.base, value)
+        device = self._device_at(register)
+        if device:
+            device.device.mmio_write(register - device.base, value)
+
+    def _device_at(self, register: int) -> SharedDevice | None:
+        return next((d for d in self.plan.devices if d.base <= register < d.base + d.size), None)
 
     # ------------------------------------------------------------ Platform: IPIs
     def _send_ipi(self, core: Core, lapic: LocalApic, icr: Icr) -> None:
@@ -260,9 +260,8 @@ class Machine:
             return
         text = icr.describe()
         self._emit(core, IpiSent(text, decision.deliveries, tuple((r.apic_id, r.reason) for r in decision.refusals)))
-        by_apic = {c.apic_id: c for c in self.cores}
         for apic_id in decision.deliveries:
-            self._emit(by_apic[apic_id], IpiReceived(core.apic_id, text))
+            self._emit(self._core_by_apic[apic_id], IpiReceived(core.apic_id, text))
 
     # ------------------------------------------------------------ Platform: monitor exits
     def cpuid(self, core: Core, leaf: int, subleaf: int) -> tuple[int, int, int, int]:
@@ -341,6 +340,10 @@ class Machine:
         self._print(text)
         self.transcript.append(text)
         self._emit(core, ConsoleLine(text))
+
+
+def _in_lapic_page(address: int) -> bool:
+    return layout.LAPIC_BASE <= address < layout.LAPIC_BASE + layout.PAGE_SIZE
 
 
 def _print_line(line: str) -> None:
