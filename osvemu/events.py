@@ -152,15 +152,30 @@ class ConsoleLine(Record):
 
 @dataclass(frozen=True)
 class KernelExit(Record):
-    """A kernel ended: the exit port, or OSV's SHUTDOWN or stop policy."""
+    """A kernel ended: the exit port, OSV's SHUTDOWN or stop policy, a
+    triple fault, or no core able to run again."""
 
     name: ClassVar[str] = "exit"
     status: int
     kernel: str | None = None
+    how: str = ""  # the end's description, when not the exit port
 
     def describe(self, located: Locate) -> str:
-        return f"guest wrote {self.status} to port 0xf4" if self.kernel is None else \
-            f"kernel {self.kernel} ended with status {self.status}"
+        if self.kernel is None:
+            return self.how or f"guest wrote {self.status} to port 0xf4"
+        return f"kernel {self.kernel} ended with status {self.status}" + (f": {self.how}" if self.how else "")
+
+
+@dataclass(frozen=True)
+class KernelRestarted(Record):
+    """A kernel that ended is booted again in its partition (its restart policy)."""
+
+    name: ClassVar[str] = "restart"
+    kernel: str
+    life: int  # 2 for the first restart
+
+    def describe(self, located: Locate) -> str:
+        return f"kernel {self.kernel} booted again (life {self.life})"
 
 
 @dataclass(frozen=True)
@@ -218,5 +233,5 @@ class EventBus:
 
 
 __all__ = ["ConsoleLine", "CoreFaulted", "DoubleFault", "Event", "EventBus", "Halted", "InitReceived",
-           "InterruptTaken", "IpiReceived", "IpiSent", "KernelExit", "Listener", "Locate", "OsvRefused", "Record",
+           "InterruptTaken", "IpiReceived", "IpiSent", "KernelExit", "KernelRestarted", "Listener", "Locate", "OsvRefused", "Record",
            "StartupReceived", "TakenKind", "TimerFired", "ViolationKind"]

@@ -50,6 +50,8 @@ def build_report(machine: Machine, scheduler: Scheduler, result: RunResult) -> d
         "total_instructions": None if scheduler.fast else sum(c.instructions for c in machine.cores),
         "cores": cores,
         "console": "".join(line + "\n" for line in machine.transcript),
+        "console_lines_dropped": machine.transcript_dropped,
+        "offline_cores": [core.apic_id for core in machine.cores if machine.kernel_of(core) is None],
         **_osv_section(machine),
     }
 
@@ -58,7 +60,8 @@ def _osv_section(machine: Machine) -> dict:
     """Per kernel and per violation detail when a monitor partitions the machine."""
     monitor = machine.monitor
     if monitor is None:
-        return {"mode": "native"}
+        end = machine.kernels[0].end
+        return {"mode": "native", "end": end.to_json() if end else None}
     stats = machine.bus.stats
     kernels = []
     for kernel in machine.kernels:
@@ -66,6 +69,8 @@ def _osv_section(machine: Machine) -> dict:
             "name": kernel.name,
             "cores": list(kernel.placement.apic_ids),
             "exit_status": kernel.status,
+            "end": kernel.end.to_json() if kernel.end else None,
+            "lives": [end.to_json() for end in kernel.lives + ([kernel.end] if kernel.end else [])],
             "instructions": sum(c.instructions for c in kernel.cores),
             "ipis_sent": sum(stats[c.apic_id].sent for c in kernel.cores),
             "ipis_delivered_to": sum(stats[c.apic_id].received for c in kernel.cores),

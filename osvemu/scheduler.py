@@ -1,10 +1,12 @@
 """Running the machine: deterministic round-robin slices, or fast mode.
 
 Deterministic mode runs each runnable core for ``quantum`` instructions in
-turn, in core order.  Virtual time advances by one quantum per round, so
-timer expiries, IPI arrival and every core's instruction count depend only on
-the guest, the configuration and the quantum.  Halted and waiting cores are
-skipped; when no core can run, time jumps to the next timer expiry.
+turn, in core order.  Each kernel has its own virtual time, which advances
+by one quantum per round; when none of a kernel's cores can run, its time
+jumps to its next timer expiry.  So timer expiries, IPI arrival and every
+core's instruction count depend only on the kernel's own guest, its
+configuration and the quantum -- never on what another kernel does (only a
+NOTIFY or a shared channel, which it accepted, can reach it).
 
 Fast mode (``--fast``) runs uncounted slices that a host timer thread ends
 with ``emu_stop`` (several times the throughput of counted slices, which pay
@@ -21,10 +23,13 @@ from dataclasses import dataclass, field
 
 from osvemu import clock
 from osvemu.cpu.core import Core, CoreState
+from osvemu.platform.ends import EXIT_FAULT, idle, unfinished
 from osvemu.platform.machine import Machine
 
 DEFAULT_QUANTUM = 20_000
 FAST_SLICE_SECONDS = 0.002
+#: Rounds between checks for kernels that can never run again.
+HUNG_CHECK_ROUNDS = 8
 
 
 @dataclass
@@ -43,8 +48,6 @@ class RunResult:
     faults: list = field(default_factory=list)
 
 
-EXIT_LIMIT = 124  # like timeout(1)
-EXIT_FAULT = 1
 
 
 class Scheduler:
@@ -56,7 +59,8 @@ class Scheduler:
         self.quantum = quantum
         self.fast = fast
         self.limits = limits or RunLimits()
-        self.now_ns = 0
+        self.kernel_ns = [0] * len(machine.kernels)  # each kernel's virtual time (deterministic mode)
+        self._kernel_index = [kernel.index if kernel else None for kernel in map(machine.kernel_of, machine.cores)]
         self.rounds = 0
         self._current: Core | None = None
         self._skipped_ns = 0
@@ -65,6 +69,7 @@ class Scheduler:
         self._stopper: _SliceStopper | None = None
         self._index = 0  # next core in the current round
         self._ran_this_round = False
+        self._ran_cores: set[int] = set()
         self._resume: tuple[int, int] | None = None  # (instructions left, virtual ns) of a paused slice
         #: Set (by a breakpoint, a trace filter or the debugger) to make
         #: :meth:`advance` return after the running slice.
@@ -73,12 +78,13 @@ class Scheduler:
         self.on_slice_end: Callable[[Core], None] | None = None  # the tracer's
 
     # ------------------------------------------------------------ helpers
-    def _next_deadline(self) -> int | None:
-        """The next timer expiry that would wake a halted core; a core
-        halted with IF clear, or whose timer is masked or blocked by its
-        priority, never wakes on its timer, so its expiries do not count."""
+    def _next_deadline(self, cores: list[Core]) -> int | None:
+        """The next timer expiry that would wake one of these halted cores;
+        a core halted with IF clear, or whose timer is masked or blocked by
+        its priority, never wakes on its timer, so its expiries do not count."""
         deadlines = []
-        for core, lapic in zip(self.machine.cores, self.machine.lapics):
+        for core in cores:
+            lapic = self.machine.lapics[core.index]
             if core.state is CoreState.HALTED and self.machine.may_run(core) and lapic.timer_raises_interrupt \
                     and core.interrupt_ready(lapic.lvt_timer_vector):
                 deadlines.append(lapic.timer_deadline)
@@ -87,10 +93,19 @@ class Scheduler:
     def _total_instructions(self) -> int:
         return sum(core.instructions for core in self.machine.cores)
 
-    def _now(self) -> int:
+    def _now(self, core: Core) -> int:
+        """The virtual time of ``core``'s kernel."""
         if self.fast:
             return int((time.monotonic() - self._host_start) * clock.NS_PER_SECOND) + self._skipped_ns
-        return self.now_ns
+        kernel = self._kernel_index[core.index]
+        return self.kernel_ns[kernel] if kernel is not None else 0
+
+    @property
+    def now_ns(self) -> int:
+        """The latest virtual time of any kernel."""
+        if self.fast:
+            return int((time.monotonic() - self._host_start) * clock.NS_PER_SECOND) + self._skipped_ns
+        return max(self.kernel_ns, default=0)
 
     # ------------------------------------------------------------ main loop
     def run(self) -> RunResult:
@@ -108,7 +123,8 @@ class Scheduler:
     def start(self) -> None:
         self._host_start = time.monotonic()
         self._deadline = self._host_start + self.limits.timeout if self.limits.timeout else None
-        self._stopper = _SliceStopper(self) if self.fast else None
+        if self.fast or self._deadline is not None:
+            self._stopper = _SliceStopper(self, FAST_SLICE_SECONDS if self.fast else None, self._deadline)
 
     def finish(self, outcome: tuple[int, str] | None) -> RunResult:
         if self._stopper:
@@ -117,7 +133,11 @@ class Scheduler:
         self.machine.close_consoles()
         status, reason = outcome if outcome is not None else (EXIT_FAULT, "interrupted")
         faults = [core.fault for core in self.machine.cores if core.fault is not None]
-        return RunResult(status, reason, time.monotonic() - self._host_start, self._now(), self.rounds, faults)
+        return RunResult(status, reason, time.monotonic() - self._host_start, self.now_ns, self.rounds, faults)
+
+    @property
+    def out_of_time(self) -> bool:
+        return self._deadline is not None and time.monotonic() >= self._deadline
 
     def advance(self) -> tuple[int, str] | None:
         """Run until the run ends (return its status and reason) or until
@@ -136,13 +156,15 @@ class Scheduler:
                     self._resume = None
                     self._run_slice(core, budget, start_ns)
                 elif self._prepare(core):
-                    self._run_slice(core, 0 if self.fast else self.quantum, self._now())
+                    self._run_slice(core, 0 if self.fast else self.quantum, self._now(core))
                 else:
                     self._index += 1
                     continue
+                self.machine.restart_due_kernels()
                 if self.machine.exit is not None:
-                    exit_request = self.machine.exit
-                    return exit_request.status, f"guest wrote {exit_request.status} to the exit port (core {exit_request.core})"
+                    return self.machine.exit.status, self._ended_reason()
+                if self.out_of_time:
+                    return self._limit_result(f"stopped after {self.limits.timeout:g} s (--timeout)")
                 if self._resume is None:
                     self._index += 1
                 if self.pause_requested:
@@ -151,11 +173,23 @@ class Scheduler:
             if outcome is not None:
                 return outcome
 
+    def _ended_reason(self) -> str:
+        """Why the run ended when every kernel has: one line for one kernel,
+        else how many ended cleanly."""
+        kernels = self.machine.kernels
+        if len(kernels) == 1:
+            end = kernels[0].end
+            if end.kind.value == "exited" and not kernels[0].placement.labelled:
+                return f"guest wrote {end.status} to the exit port (core {self.machine.exit.core})"
+            return end.describe()
+        clean = sum(1 for kernel in kernels if kernel.end.clean)
+        return f"every kernel ended ({clean} of {len(kernels)} cleanly)"
+
     def _prepare(self, core: Core) -> bool:
         """Timers, wake-up and interrupt delivery before a slice; whether the core runs."""
         if not self.machine.may_run(core):
             return False
-        now = self._now()
+        now = self._now(core)
         deadline = self.machine.lapics[core.index].timer_deadline
         if deadline is not None and deadline <= now:
             self.machine.advance_timer(core, now)
@@ -172,6 +206,7 @@ class Scheduler:
         retired = core.run(count, start_ns)
         self._current = None
         self._ran_this_round = True
+        self._ran_cores.add(core.index)
         if self.on_slice_end is not None:
             self.on_slice_end(core)
         if count and core.paused_mid_slice and core.state is CoreState.RUNNING:
@@ -190,38 +225,57 @@ class Scheduler:
             if self._resume is None:
                 self._index += 1
             return retired
-        return core.run(1, self._now())
+        return core.run(1, self._now(core))
 
     def _end_round(self) -> tuple[int, str] | None:
         self._index = 0
         ran, self._ran_this_round = self._ran_this_round, False
         self.rounds += 1
-        if not self.fast:
-            self.now_ns += self.quantum * clock.NS_PER_INSTRUCTION
-        if not ran:
-            wake_at = self._next_deadline()
-            if wake_at is None:
-                return self._idle_result()
-            self._skip_to(wake_at)
+        if not ran or self.rounds % HUNG_CHECK_ROUNDS == 0:
+            self.machine.end_hung_kernels()
+            if self.machine.exit is not None:
+                return self.machine.exit.status, self._ended_reason()
+        if not self._advance_time(ran):
+            return self._idle_result()
         if self.limits.max_instructions is not None and not self.fast and \
                 self._total_instructions() >= self.limits.max_instructions:
-            return EXIT_LIMIT, f"stopped after {self._total_instructions()} instructions (--max-instructions)"
-        if self._deadline is not None and time.monotonic() >= self._deadline:
-            return EXIT_LIMIT, f"stopped after {self.limits.timeout:g} s (--timeout)"
+            return self._limit_result(f"stopped after {self._total_instructions()} instructions (--max-instructions)")
+        if self.out_of_time:
+            return self._limit_result(f"stopped after {self.limits.timeout:g} s (--timeout)")
         return None
 
-    def _skip_to(self, wake_at: int) -> None:
+    def _advance_time(self, ran: bool) -> bool:
+        """Move virtual time on after a round; False when nothing can ever
+        happen again (no core ran and no timer will wake one)."""
         if self.fast:
-            self._skipped_ns += max(0, wake_at - self._now())
-        else:
-            self.now_ns = max(self.now_ns, wake_at)
+            if not ran:
+                wake_at = self._next_deadline(self.machine.cores)
+                if wake_at is None:
+                    return False
+                self._skipped_ns += max(0, wake_at - self.now_ns)
+            return True
+        step = self.quantum * clock.NS_PER_INSTRUCTION
+        anything = ran
+        for kernel in self.machine.kernels:
+            self.kernel_ns[kernel.index] += step
+            if not any(core.index in self._ran_cores for core in kernel.cores):
+                wake_at = self._next_deadline(kernel.cores)
+                if wake_at is not None:
+                    self.kernel_ns[kernel.index] = max(self.kernel_ns[kernel.index], wake_at)
+                    anything = True
+        self._ran_cores.clear()
+        return anything
 
     def _idle_result(self) -> tuple[int, str]:
-        faulted = [core for core in self.machine.cores if core.fault is not None]
-        if faulted:
-            return EXIT_FAULT, faulted[0].fault.one_line()
         halted = sum(1 for core in self.machine.cores if core.state is CoreState.HALTED)
-        return 0, f"all cores idle ({halted} halted, nothing pending)"
+        self.machine.end_remaining(lambda kernel: idle("every core halted, nothing pending"))
+        if len(self.machine.kernels) == 1 and self.machine.kernels[0].end.clean:
+            return 0, f"all cores idle ({halted} halted, nothing pending)"
+        return self.machine.run_status(), self._ended_reason()
+
+    def _limit_result(self, why: str) -> tuple[int, str]:
+        self.machine.end_remaining(lambda kernel: unfinished(why))
+        return self.machine.run_status(), why
 
     def stop_current(self) -> None:
         core = self._current
@@ -238,17 +292,28 @@ def _rest_of_slice(budget: int, start_ns: int, retired: int) -> tuple[int, int] 
 
 
 class _SliceStopper:
-    """The fast mode's persistent host timer: ends the running slice."""
+    """A host timer thread that ends the running slice: every ``period``
+    seconds (fast mode's preemption), and at the wall-clock ``deadline`` of
+    --timeout whatever the guest is doing (a slice of a long quantum, a
+    slow hook)."""
 
-    def __init__(self, scheduler: Scheduler) -> None:
+    def __init__(self, scheduler: Scheduler, period: float | None, deadline: float | None) -> None:
         self._scheduler = scheduler
+        self._period = period
+        self._deadline = deadline
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="osvemu-slice-timer", daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
-        while not self._done.wait(FAST_SLICE_SECONDS):
-            self._scheduler.stop_current()
+        while True:
+            wait = self._period
+            if wait is None:  # only the deadline: sleep until it, then keep ending slices until the run stops
+                wait = max(0.0, self._deadline - time.monotonic()) or FAST_SLICE_SECONDS
+            if self._done.wait(wait):
+                return
+            if self._period is not None or time.monotonic() >= self._deadline:
+                self._scheduler.stop_current()
 
     def stop(self) -> None:
         self._done.set()

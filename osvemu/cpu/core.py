@@ -36,7 +36,7 @@ from osvemu.cpu.delivery import Mode, Source, cpu_mode
 from osvemu.cpu.exits import OPCODE_VMMCALL, CoreExits
 from osvemu.cpu.fault import FaultReport, fault_report
 from osvemu.cpu.lifecycle import CoreState
-from osvemu.cpu.linear import LinearMemory
+from osvemu.cpu.linear import LinearMemory, page_pieces
 from osvemu.cpu.memory import MemoryView
 from osvemu.cpu.paging import TranslationFault
 from osvemu.cpu.scratch import ScratchPages
@@ -84,8 +84,10 @@ class Core:
         self.interrupts = interrupts
         self.clock = clock
         self.state = CoreState.WAIT_FOR_SIPI
+        self.apic_base = apic_base
         self.apic_base_msr = apic_base | x86.APIC_BASE_ENABLE
         self.instructions = 0
+        self.slices_run = 0
         self.interrupts_taken = 0
         self.exceptions_taken = 0
         self.nmi_pending = False
@@ -97,7 +99,8 @@ class Core:
         self.internals = CoreInternals(self.uc)
         for mapping in view.mappings:
             self.uc.mem_map_ptr(mapping.gpa, mapping.size, UC_PROT_ALL, mapping.host_address)
-        self.linear = LinearMemory(self.uc, view, self.internals)
+        self.linear = LinearMemory(self.uc, view, self.internals,
+                                   lambda access, gpa, size: platform.unmapped_access(self, access, gpa, size))
         self.slices = SliceRunner(self.uc, self.internals, clock, self.linear)
         self.scratch = ScratchPages(self.uc)
         self.exits = CoreExits(self, self.uc)
@@ -132,6 +135,15 @@ class Core:
     def wake(self) -> None:
         lifecycle.wake(self)
 
+    def reset(self) -> None:
+        lifecycle.reset(self)
+
+    def stuck(self) -> bool:
+        return lifecycle.stuck_state(self) is not None
+
+    def stuck_state(self) -> str | None:
+        return lifecycle.stuck_state(self)
+
     def raise_nmi(self) -> None:
         self.nmi_pending = True
 
@@ -151,6 +163,7 @@ class Core:
         retired, error = self.slices.run(count, now_ns)
         self.scratch.release()
         self.instructions += retired
+        self.slices_run += 1
         if self.hook_error is not None:
             hook_error, self.hook_error = self.hook_error, None
             if isinstance(hook_error, EmulatorError):
@@ -183,10 +196,13 @@ class Core:
         return self.instructions + self.slices.retired_in_slice()
 
     def stop_with_fault(self, kind: str, description: str, chain: list[str] | None = None) -> None:
+        """The core cannot go on (a triple fault, memory nothing backs, an
+        emulation error): it stops with a report and the platform is told."""
         self.state = CoreState.STOPPED
         self.fault = fault_report(self, kind, description, chain or [])
         self.request_stop()
         self.emit(CoreFaulted(self.fault.one_line()))
+        self.platform.core_shut_down(self)
 
     def emit(self, record: Record) -> None:
         self.platform.core_event(self, record)
@@ -201,6 +217,27 @@ class Core:
         """(RAX, RDI, RSI, RDX) at a VMMCALL: the number and three arguments."""
         return tuple(self.uc.reg_read_batch((r.UC_X86_REG_RAX, r.UC_X86_REG_RDI, r.UC_X86_REG_RSI,
                                              r.UC_X86_REG_RDX)))
+
+    def cpl(self) -> int:
+        return self.linear.cpl()
+
+    def buffer_pages(self, address: int, length: int) -> tuple[tuple[int, int], ...] | None:
+        """The guest-physical pieces of the linear buffer [address,
+        address+length) as a CPL-0 write would reach them through the
+        current page tables (CR0.WP honoured), or None if a page is not
+        present or not writable, or the buffer is not canonical (Intel SDM
+        Vol. 3A 3.3.7.1) or wraps."""
+        if length <= 0 or address < 0 or address + length > 1 << 64:
+            return None
+        if self.linear.efer() & x86.EFER_LMA and not (_canonical(address) and _canonical(address + length - 1)):
+            return None
+        pieces = []
+        for linear, step in page_pieces(address, length):
+            try:
+                pieces.append((self.linear.translate(linear, write=True), step))
+            except (TranslationFault, GuestFault):
+                return None
+        return tuple(pieces)
 
     def finish_hypercall(self, result: int) -> None:
         """Return ``result`` in RAX and continue after the 3-byte VMMCALL."""
@@ -267,10 +304,20 @@ class Core:
         return self.linear.translate(linear, write)
 
     def read_linear(self, address: int, size: int, write: bool = False) -> bytes:
+        """Inspect memory by linear address (GuestFault outside the view)."""
         return self.linear.read(address, size, write)
 
     def write_linear(self, address: int, data: bytes) -> None:
         self.linear.write(address, data)
+
+    def guest_read(self, address: int, size: int, write: bool = False) -> bytes:
+        """Read by linear address as the processor does for the guest (the
+        CpuAccess protocol of osvemu.cpu.delivery): outside the view, the
+        platform decides."""
+        return self.linear.guest_read(address, size, write)
+
+    def guest_write(self, address: int, data: bytes) -> None:
+        self.linear.guest_write(address, data)
 
     def read_physical(self, address: int, size: int) -> bytes:
         """Guest-physical memory as this core maps it (devices excluded)."""
@@ -333,6 +380,12 @@ class Core:
             self.uc.ctl_remove_cache(start, end)
         except UcError:
             self.flush_translations()
+
+
+def _canonical(address: int) -> bool:
+    """Bits 63:47 all equal (48-bit linear addresses)."""
+    top = address >> 47
+    return top == 0 or top == (1 << 17) - 1
 
 
 __all__ = ["GENERAL_REGISTERS", "Core", "CoreState"]

@@ -45,12 +45,15 @@ class Source(Enum):
 
 
 class DeliveryFault(Exception):
-    """Delivery itself faulted; the caller escalates (#DF, then triple fault)."""
+    """Delivery itself faulted with ``vector``; the caller delivers that or
+    escalates (Intel SDM Vol. 3A 6.15, Table 6-5).  ``cr2`` is the linear
+    address of a #PF."""
 
-    def __init__(self, vector: int, error_code: int, why: str) -> None:
+    def __init__(self, vector: int, error_code: int, why: str, cr2: int | None = None) -> None:
         super().__init__(why)
         self.vector = vector
         self.error_code = error_code
+        self.cr2 = cr2
 
 
 class CpuAccess(Protocol):
@@ -58,8 +61,8 @@ class CpuAccess(Protocol):
     def write_register(self, reg: int, value: object) -> None: ...
     def efer(self) -> int: ...
     def set_cpl(self, cpl: int) -> None: ...
-    def read_linear(self, address: int, size: int, write: bool = False) -> bytes: ...
-    def write_linear(self, address: int, data: bytes) -> None: ...
+    def guest_read(self, address: int, size: int, write: bool = False) -> bytes: ...
+    def guest_write(self, address: int, data: bytes) -> None: ...
     def load_segment(self, reg: int, selector: int) -> None: ...
 
 
@@ -99,7 +102,7 @@ def _segment_dpl(cpu: CpuAccess, selector: int) -> int:
     index = selector & ~7
     if selector & 4 or index + 7 > gdt_limit or index == 0:
         raise DeliveryFault(x86.VECTOR_GP, selector & ~3, f"gate selector {selector:#x} is not a valid GDT code segment")
-    descriptor = int.from_bytes(cpu.read_linear(gdt_base + index, 8), "little")
+    descriptor = int.from_bytes(cpu.guest_read(gdt_base + index, 8), "little")
     if not descriptor & x86.DESCRIPTOR_PRESENT:
         raise DeliveryFault(x86.VECTOR_NP, selector & ~3, f"gate code segment {selector:#x} is not present")
     return (descriptor >> x86.DESCRIPTOR_DPL_SHIFT) & 3
@@ -110,8 +113,18 @@ def deliver(cpu: CpuAccess, vector: int, source: Source, error_code: int | None 
 
     The saved instruction pointer is the current RIP: the caller sets it to the
     faulting instruction (faults), the next one (traps, ``int n``) or the
-    interrupted one (external interrupts) before calling.
+    interrupted one (external interrupts) before calling.  A page fault on
+    any access delivery makes (the IDT, GDT, TSS or stack) is a
+    :class:`DeliveryFault` with vector 14 and its CR2.
     """
+    try:
+        _deliver(cpu, vector, source, error_code)
+    except TranslationFault as fault:
+        raise DeliveryFault(x86.VECTOR_PF, fault.error_code, f"page fault at {fault.linear:#x} delivering vector "
+                                                             f"{vector:#x}", cr2=fault.linear) from None
+
+
+def _deliver(cpu: CpuAccess, vector: int, source: Source, error_code: int | None) -> None:
     cr0, efer = cpu.read_register(UC_X86_REG_CR0), cpu.efer()
     mode = cpu_mode(cr0, efer)
     if mode is Mode.REAL:
@@ -122,10 +135,7 @@ def deliver(cpu: CpuAccess, vector: int, source: Source, error_code: int | None 
     selector_error = vector * 8 + 2  # IDT bit set (SDM Vol. 3A 6.13)
     if vector * size + size - 1 > idt_limit:
         raise DeliveryFault(x86.VECTOR_GP, selector_error, f"vector {vector:#x} is beyond the IDT limit {idt_limit:#x}")
-    try:
-        gate = Gate.decode(cpu.read_linear(idt_base + vector * size, size))
-    except TranslationFault as fault:
-        raise DeliveryFault(x86.VECTOR_PF, fault.error_code, f"IDT entry for {vector:#x} is not mapped") from None
+    gate = Gate.decode(cpu.guest_read(idt_base + vector * size, size))
     cs, rflags = cpu.read_register(UC_X86_REG_CS), cpu.read_register(UC_X86_REG_RFLAGS)
     cpl = cs & 3
     if not gate.present:
@@ -141,13 +151,10 @@ def deliver(cpu: CpuAccess, vector: int, source: Source, error_code: int | None 
     new_cpl = _segment_dpl(cpu, gate.selector)
     rip, rsp, ss = cpu.read_register(UC_X86_REG_RIP), cpu.read_register(UC_X86_REG_RSP), cpu.read_register(UC_X86_REG_SS)
     has_error = error_code is not None
-    try:
-        if mode is Mode.LONG:
-            new_ss, new_rsp = _push_long(cpu, gate, cpl, new_cpl, ss, rsp, rflags, cs, rip, error_code)
-        else:
-            new_ss, new_rsp = _push_protected(cpu, gate, cpl, new_cpl, ss, rsp, rflags, cs, rip, error_code if has_error else None)
-    except TranslationFault as fault:
-        raise DeliveryFault(x86.VECTOR_PF, fault.error_code | x86.PF_WRITE, f"interrupt stack at {fault.linear:#x} is not mapped") from None
+    if mode is Mode.LONG:
+        new_ss, new_rsp = _push_long(cpu, gate, cpl, new_cpl, ss, rsp, rflags, cs, rip, error_code)
+    else:
+        new_ss, new_rsp = _push_protected(cpu, gate, cpl, new_cpl, ss, rsp, rflags, cs, rip, error_code if has_error else None)
     cleared = x86.RFLAGS_TF | x86.RFLAGS_NT | x86.RFLAGS_RF | x86.RFLAGS_VM
     if gate.gate_type in (x86.GATE_INTERRUPT, x86.GATE_INTERRUPT_16):
         cleared |= x86.RFLAGS_IF
@@ -171,14 +178,14 @@ def _push_long(cpu: CpuAccess, gate: Gate, cpl: int, new_cpl: int, ss: int, rsp:
     if gate.ist or new_cpl < cpl:
         _, tss_base, _, _ = cpu.read_register(UC_X86_REG_TR)
         field = x86.TSS64_IST1 + 8 * (gate.ist - 1) if gate.ist else x86.TSS64_RSP0 + 8 * new_cpl
-        stack = int.from_bytes(cpu.read_linear(tss_base + field, 8), "little")
+        stack = int.from_bytes(cpu.guest_read(tss_base + field, 8), "little")
         if new_cpl < cpl:
             new_ss = new_cpl  # a null selector with RPL = new CPL
     stack &= ~0xF
     values = [ss, rsp, rflags, cs, rip] + ([error_code] if error_code is not None else [])
     frame = struct.pack(f"<{len(values)}Q", *reversed(values))
     stack -= len(frame)
-    cpu.write_linear(stack, frame)
+    cpu.guest_write(stack, frame)
     return new_ss, stack
 
 
@@ -194,14 +201,14 @@ def _push_protected(cpu: CpuAccess, gate: Gate, cpl: int, new_cpl: int, ss: int,
     stack = rsp & 0xFFFFFFFF
     if new_cpl < cpl:
         _, tss_base, _, _ = cpu.read_register(UC_X86_REG_TR)
-        stack = int.from_bytes(cpu.read_linear(tss_base + x86.TSS32_ESP0 + 8 * new_cpl, 4), "little")
-        new_ss = int.from_bytes(cpu.read_linear(tss_base + x86.TSS32_SS0 + 8 * new_cpl, 2), "little")
+        stack = int.from_bytes(cpu.guest_read(tss_base + x86.TSS32_ESP0 + 8 * new_cpl, 4), "little")
+        new_ss = int.from_bytes(cpu.guest_read(tss_base + x86.TSS32_SS0 + 8 * new_cpl, 2), "little")
         values = [ss, rsp] + values
     if error_code is not None:
         values.append(error_code)
     frame = b"".join(struct.pack(fmt, v & mask) for v in reversed(values))
     stack = (stack - len(frame)) & 0xFFFFFFFF
-    cpu.write_linear(stack, frame)
+    cpu.guest_write(stack, frame)
     return new_ss, stack
 
 
@@ -211,11 +218,11 @@ def _deliver_real(cpu: CpuAccess, vector: int) -> None:
     _, ivt_base, ivt_limit, _ = cpu.read_register(UC_X86_REG_IDTR)
     if vector * 4 + 3 > ivt_limit:
         raise DeliveryFault(x86.VECTOR_GP, 0, f"vector {vector:#x} is beyond the IVT limit")
-    ip, segment = struct.unpack("<HH", cpu.read_linear(ivt_base + vector * 4, 4))
+    ip, segment = struct.unpack("<HH", cpu.guest_read(ivt_base + vector * 4, 4))
     cs, rflags = cpu.read_register(UC_X86_REG_CS), cpu.read_register(UC_X86_REG_RFLAGS)
     rip, sp, ss = cpu.read_register(UC_X86_REG_RIP), cpu.read_register(UC_X86_REG_RSP), cpu.read_register(UC_X86_REG_SS)
     sp = (sp - 6) & 0xFFFF
-    cpu.write_linear((ss << 4) + sp, struct.pack("<HHH", rip & 0xFFFF, cs, rflags & 0xFFFF))
+    cpu.guest_write((ss << 4) + sp, struct.pack("<HHH", rip & 0xFFFF, cs, rflags & 0xFFFF))
     cpu.write_register(UC_X86_REG_RSP, sp)
     cpu.write_register(UC_X86_REG_RFLAGS, rflags & ~(x86.RFLAGS_IF | x86.RFLAGS_TF | x86.RFLAGS_AC))
     cpu.load_segment(UC_X86_REG_CS, segment)

@@ -95,7 +95,23 @@ class CoreExits:
         rip = uc.reg_read(r.UC_X86_REG_RIP)
         source = Source.SOFTWARE if vector >= 32 or self._is_software_interrupt(rip, vector) else Source.EXCEPTION
         pushes_error = source is Source.EXCEPTION and vector in x86.VECTORS_WITH_ERROR_CODE
+        if vector == x86.VECTOR_PF and not self._page_walk_allowed(uc.reg_read(r.UC_X86_REG_CR2)):
+            return
         self.core.take(vector, source, error_code if pushes_error else None)
+
+    def _page_walk_allowed(self, linear: int) -> bool:
+        """A #PF whose walk read a paging structure outside the view (Unicorn
+        reads nothing there and faults): the platform is told, as of any
+        access outside the view; the guest still takes its #PF unless the
+        platform ended its kernel for it."""
+        table = self.core.linear.foreign_paging_structure(linear)
+        if table is None:
+            return True
+        verdict = self.core.platform.unmapped_access(self.core, Access.WALK, table, 8)
+        if verdict is Unmapped.END_SLICE:
+            self.core.request_stop()
+            return False
+        return True
 
     def _is_software_interrupt(self, rip: int, vector: int) -> bool:
         try:
@@ -153,6 +169,7 @@ class CoreExits:
         kind = _ACCESS.get(access, Access.READ)
         verdict = self.core.platform.unmapped_access(self.core, kind, address, size)
         if verdict is Unmapped.SCRATCH:
+            self.core.map_scratch_page(address)
             return True  # retry the access on the scratch page
         if verdict is Unmapped.FAULT and not self.core.stopped:
             self.core.stop_with_fault("unmapped memory", f"{kind.value} guest-physical {address:#x} ({size} bytes), "

@@ -14,6 +14,7 @@ from unicorn import x86_const as r
 
 from osvemu.cpu import x86
 from osvemu.cpu.delivery import DeliveryFault, Source, deliver
+from osvemu.cpu.surroundings import ActionAbandoned, Unmapped
 from osvemu.events import DoubleFault, InterruptTaken, TakenKind
 
 if TYPE_CHECKING:
@@ -57,32 +58,71 @@ def service(core: Core) -> None:
     take(core, vector, Source.EXTERNAL, None, TakenKind.INTERRUPT)
 
 
+#: Contributory exceptions (Intel SDM Vol. 3A 6.15, Table 6-4; AMD APM Vol. 2 8.2.9).
+CONTRIBUTORY = frozenset({x86.VECTOR_DE, x86.VECTOR_TS, x86.VECTOR_NP, x86.VECTOR_SS, x86.VECTOR_GP})
+#: More attempts than Table 6-5 can chain (benign -> #PF -> #PF -> #DF -> shutdown).
+_MAX_DELIVERIES = 8
+
+
+def escalates_to_double_fault(first: int, first_source: Source, second: int) -> bool:
+    """Whether exception ``second``, raised while delivering ``first``, is a
+    double fault (SDM Vol. 3A Table 6-5); otherwise ``second`` is delivered
+    in turn.  Interrupts, NMIs and software interrupts are benign."""
+    if first_source is not Source.EXCEPTION:
+        return False
+    if first in CONTRIBUTORY:
+        return second in CONTRIBUTORY
+    if first == x86.VECTOR_PF:
+        return second in CONTRIBUTORY or second == x86.VECTOR_PF
+    return False
+
+
 def take(core: Core, vector: int, source: Source, error_code: int | None, kind: TakenKind | None = None) -> None:
-    """Deliver ``vector``; a fault during delivery becomes #DF, a fault
-    delivering #DF a triple fault, which stops the core (SDM Vol. 3A 6.15,
-    Table 6-5)."""
-    kind = kind or _TAKEN_KIND[source]
+    """Deliver ``vector`` as the processor would (SDM Vol. 3A 6.15): a fault
+    during delivery is delivered in turn or, per Table 6-5, becomes #DF; a
+    fault delivering #DF is the shutdown state (a triple fault), which stops
+    the core.  An access the platform refuses without a substitute abandons
+    the delivery (the core stops with a fault, or its kernel has ended)."""
     interrupted_at = core.read_register(r.UC_X86_REG_RIP)
-    try:
-        deliver(core, vector, source, error_code)
-    except DeliveryFault as first:
-        chain = [f"vector {vector:#x}: {first}"]
+    chain: list[str] = []
+    current = (vector, source, error_code)
+    for _ in range(_MAX_DELIVERIES):
         try:
-            deliver(core, x86.VECTOR_DF, Source.EXCEPTION, 0)
-        except DeliveryFault as second:
-            chain.append(f"#DF: {second}")
-            core.stop_with_fault("triple fault", "; ".join(chain), chain)
+            deliver(core, *current)
+            break
+        except DeliveryFault as fault:
+            chain.append(f"vector {current[0]:#x}: {fault}")
+            if current[0] == x86.VECTOR_DF:
+                core.stop_with_fault("triple fault", "; ".join(chain), chain)
+                return
+            if fault.cr2 is not None:
+                core.write_register(r.UC_X86_REG_CR2, fault.cr2)
+            if escalates_to_double_fault(current[0], current[1], fault.vector):
+                current = (x86.VECTOR_DF, Source.EXCEPTION, 0)
+            else:
+                current = (fault.vector, Source.EXCEPTION, fault.error_code)
+        except ActionAbandoned as abandoned:
+            if abandoned.verdict is Unmapped.FAULT:
+                core.stop_with_fault("unmapped memory", abandoned.description, chain)
+            else:
+                core.request_stop()  # the platform ended the core's kernel
             return
-        core.wake()
-        core.emit(DoubleFault(str(first)))
+    else:
+        core.stop_with_fault("triple fault", "; ".join(chain), chain)
         return
+    core.wake()
+    delivered, _, delivered_error = current
+    if delivered == x86.VECTOR_DF and chain:
+        core.emit(DoubleFault("; ".join(chain)))
+        return
+    if chain or kind is None:
+        kind = TakenKind.EXCEPTION if chain else _TAKEN_KIND[source]
     if kind is TakenKind.EXCEPTION:
         core.exceptions_taken += 1
     else:
         core.interrupts_taken += 1
-    core.wake()
     handler, rsp = core.read_registers((r.UC_X86_REG_RIP, r.UC_X86_REG_RSP))
-    core.emit(InterruptTaken(kind, vector, error_code, interrupted_at, handler, rsp))
+    core.emit(InterruptTaken(kind, delivered, delivered_error, interrupted_at, handler, rsp))
 
 
-__all__ = ["interrupt_ready", "interrupts_enabled", "service", "take"]
+__all__ = ["CONTRIBUTORY", "escalates_to_double_fault", "interrupt_ready", "interrupts_enabled", "service", "take"]

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from unicorn import x86_const as r
 
+from osvemu.cpu import x86
 from osvemu.cpu.paging import TranslationFault
 from osvemu.cpu.templates import startup_context
 from osvemu.errors import GuestFault
@@ -49,6 +50,51 @@ def startup(core: Core, vector: int) -> bool:
     return True
 
 
+def reset(core: Core) -> None:
+    """Power-on state (a kernel booted again): waiting for a STARTUP IPI,
+    its local APIC reset, no fault, registers as at a fresh start."""
+    core.interrupts.reset()
+    core.nmi_pending = False
+    core.fault = None
+    core.apic_base_msr = core.apic_base | x86.APIC_BASE_ENABLE
+    core.restore_context(startup_context(0))
+    core.flush_translations()
+    core.state = CoreState.WAIT_FOR_SIPI
+
+
+#: ``jmp $`` (EB FE) and ``jmp $`` in its rel32 form (E9 FB FF FF FF): a loop on itself (Intel SDM Vol. 2A JMP).
+SELF_JUMPS = (b"\xeb\xfe", b"\xe9\xfb\xff\xff\xff")
+OPCODE_PAUSE = b"\xf3\x90"
+#: ``pause; jmp`` back to the pause.
+PAUSE_LOOP = OPCODE_PAUSE + b"\xeb\xfc"
+SPINNING = "spinning with interrupts off"
+
+
+def stuck_state(core: Core) -> str | None:
+    """Why the core can never execute another instruction of its own
+    accord, or None: stopped, waiting for a STARTUP IPI, or halted or
+    looping on one jump with interrupts off and no NMI pending -- only an
+    INIT, SIPI or NMI from another core could move it."""
+    if core.state is CoreState.STOPPED:
+        return "stopped"
+    if core.state is CoreState.WAIT_FOR_SIPI:
+        return "waiting for a STARTUP IPI"
+    if core.nmi_pending or core.read_register(r.UC_X86_REG_RFLAGS) & x86.RFLAGS_IF:
+        return None
+    if core.state is CoreState.HALTED:
+        return "halted with interrupts off"
+    rip = core.read_register(r.UC_X86_REG_RIP)
+    try:
+        code = core.linear.read_code(rip - len(OPCODE_PAUSE), len(PAUSE_LOOP) + 3)
+    except (TranslationFault, GuestFault):
+        return None
+    here = code[len(OPCODE_PAUSE):]
+    if any(here.startswith(jump) for jump in SELF_JUMPS) or here.startswith(PAUSE_LOOP) or \
+            code.startswith(PAUSE_LOOP):
+        return SPINNING
+    return None
+
+
 def wake(core: Core) -> None:
     """An interrupt taken by a halted core resumes it (SDM Vol. 3A 6.9)."""
     if core.state is CoreState.HALTED:
@@ -71,4 +117,4 @@ def note_halt(core: Core) -> None:
         core.emit(Halted(rip))
 
 
-__all__ = ["CoreState", "init", "note_halt", "startup", "wake"]
+__all__ = ["SPINNING", "CoreState", "init", "note_halt", "reset", "startup", "stuck_state", "wake"]

@@ -1,13 +1,24 @@
 """Guest memory by linear address, and the code at an address in the
-current code segment, for osvemu's own accesses (interrupt frames,
-descriptor tables, the debugger, fault reports).
+current code segment, for osvemu's own accesses.
 
 Unicorn's ``mem_read`` works on guest-physical addresses, so linear
 addresses go through osvemu's page walk (:mod:`osvemu.cpu.paging`) under the
-core's current CR0, CR3, CR4 and EFER.
+core's current CR0, CR3, CR4 and EFER.  Two kinds of access:
+
+* *inspections* (the debugger, the tracer, fault reports): memory outside
+  the core's view raises :class:`~osvemu.errors.GuestFault` and nothing is
+  recorded;
+* *guest accesses* -- what the processor itself reads and writes while it
+  acts for the guest: interrupt frames, the IDT, GDT and TSS, and the page
+  tables it walks for them.  Memory outside the view is the platform's to
+  answer, as for the guest's own instructions: refused reads see all ones
+  (a paging entry of all ones has reserved bits set, so a walk through one
+  is a #PF with RSVD, Intel SDM Vol. 3A 4.7) and refused writes vanish.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import capstone
 from unicorn import Uc
@@ -15,8 +26,17 @@ from unicorn import x86_const as r
 
 from osvemu.cpu import x86
 from osvemu.cpu.memory import MemoryView
-from osvemu.cpu.paging import translate
+from osvemu.cpu.paging import TranslationFault, translate
+from osvemu.cpu.surroundings import Access, ActionAbandoned, Unmapped
 from osvemu.cpu.ucinternals import CoreInternals
+
+#: The platform's answer to an access outside the view: (access, guest-physical address, size) -> verdict.
+ForeignAccess = Callable[[Access, int, int], Unmapped]
+#: QEMU's hidden-flag bits for the code segment's width (target/i386/cpu.h HF_CS32_SHIFT, HF_CS64_SHIFT).
+HF_CS32 = 1 << 4
+HF_CS64 = 1 << 15
+#: What a refused read returns, byte by byte (a bus nothing answers on).
+REFUSED_READ_BYTE = 0xFF
 
 #: The longest x86 instruction (Intel SDM Vol. 2A 2.3.11).
 MAX_INSTRUCTION_LENGTH = 15
@@ -24,40 +44,108 @@ _CAPSTONE_MODES = {16: capstone.CS_MODE_16, 32: capstone.CS_MODE_32, 64: capston
 
 
 class LinearMemory:
-    def __init__(self, uc: Uc, view: MemoryView, internals: CoreInternals) -> None:
+    def __init__(self, uc: Uc, view: MemoryView, internals: CoreInternals, foreign: ForeignAccess) -> None:
         self._uc = uc
         self.view = view
         self._internals = internals
+        self._foreign = foreign
 
     def efer(self) -> int:
         return self._uc.reg_read(r.UC_X86_REG_MSR, x86.MSR_EFER)
 
-    def translate(self, linear: int, write: bool = False) -> int:
-        """The guest-physical address of ``linear`` (TranslationFault as a #PF would)."""
+    def translate(self, linear: int, write: bool = False, user: bool = False) -> int:
+        """The guest-physical address of ``linear`` (TranslationFault as a #PF
+        would; GuestFault when a paging structure lies outside the view)."""
         cr0, cr3, cr4 = self._uc.reg_read_batch((r.UC_X86_REG_CR0, r.UC_X86_REG_CR3, r.UC_X86_REG_CR4))
-        return translate(linear, cr0, cr3, cr4, self.efer(), self.view.read_u64, write=write)
+        return translate(linear, cr0, cr3, cr4, self.efer(), self.view.read_u64, write=write, user=user)
 
-    def read(self, address: int, size: int, write: bool = False) -> bytes:
+    # ------------------------------------------------------------ guest accesses
+    def guest_translate(self, linear: int, write: bool = False, user: bool = False) -> int:
+        """:meth:`translate` as the processor's own walk: a paging structure
+        outside the view is refused by the platform (recorded) and faults."""
+        cr0, cr3, cr4 = self._uc.reg_read_batch((r.UC_X86_REG_CR0, r.UC_X86_REG_CR3, r.UC_X86_REG_CR4))
+
+        def read_entry(gpa: int) -> int:
+            if self.view.contains(gpa, 8):
+                return self.view.read_u64(gpa)
+            self._refuse(Access.WALK, gpa, 8, "a paging structure")
+            error = x86.PF_PRESENT | x86.PF_RSVD | (x86.PF_WRITE if write else 0) | (x86.PF_USER if user else 0)
+            raise TranslationFault(linear, error)
+
+        return translate(linear, cr0, cr3, cr4, self.efer(), read_entry, write=write, user=user)
+
+    def foreign_paging_structure(self, linear: int) -> int | None:
+        """The guest-physical address of the first paging-structure entry
+        outside the view that a walk for ``linear`` reads, or None."""
+        cr0, cr3, cr4 = self._uc.reg_read_batch((r.UC_X86_REG_CR0, r.UC_X86_REG_CR3, r.UC_X86_REG_CR4))
+        outside: list[int] = []
+
+        def read_entry(gpa: int) -> int:
+            if self.view.contains(gpa, 8):
+                return self.view.read_u64(gpa)
+            outside.append(gpa)
+            raise TranslationFault(linear, 0)
+
+        try:
+            translate(linear, cr0, cr3, cr4, self.efer(), read_entry)
+        except TranslationFault:
+            pass
+        return outside[0] if outside else None
+
+    def guest_read(self, address: int, size: int, write: bool = False) -> bytes:
+        """Bytes the processor reads at a linear address while acting for the
+        guest (``write``: the access is a read-modify-write, checked as a write)."""
         out = b""
-        while size > 0:
-            step = min(size, x86.PAGE_SIZE - (address & (x86.PAGE_SIZE - 1)))
-            out += self.view.read(self.translate(address, write), step)
-            address, size = address + step, size - step
+        for linear, step in page_pieces(address, size):
+            gpa = self.guest_translate(linear, write)
+            if self.view.contains(gpa, step):
+                out += self.view.read(gpa, step)
+            else:
+                self._refuse(Access.READ, gpa, step, "memory")
+                out += bytes([REFUSED_READ_BYTE]) * step
         return out
 
+    def guest_write(self, address: int, data: bytes) -> None:
+        """Bytes the processor writes at a linear address while acting for
+        the guest; a refused write vanishes."""
+        offset = 0
+        for linear, step in page_pieces(address, len(data)):
+            gpa = self.guest_translate(linear, write=True)
+            if self.view.contains(gpa, step):
+                self.view.write(gpa, data[offset:offset + step])
+            else:
+                self._refuse(Access.WRITE, gpa, step, "memory")
+            offset += step
+
+    def _refuse(self, access: Access, gpa: int, size: int, what: str) -> None:
+        verdict = self._foreign(access, gpa, size)
+        if verdict is not Unmapped.SCRATCH:
+            raise ActionAbandoned(verdict, f"{access.value} {what} at guest-physical {gpa:#x} ({size} bytes), "
+                                           "which no RAM or device backs")
+
+    # ------------------------------------------------------------ inspections
+    def read(self, address: int, size: int, write: bool = False) -> bytes:
+        return b"".join(self.view.read(self.translate(linear, write), step)
+                        for linear, step in page_pieces(address, size))
+
     def write(self, address: int, data: bytes) -> None:
-        while data:
-            step = min(len(data), x86.PAGE_SIZE - (address & (x86.PAGE_SIZE - 1)))
-            self.view.write(self.translate(address, write=True), data[:step])
-            address, data = address + step, data[step:]
+        offset = 0
+        for linear, step in page_pieces(address, len(data)):
+            self.view.write(self.translate(linear, write=True), data[offset:offset + step])
+            offset += step
 
     def code_width(self) -> int:
         """16, 32 or 64: the operand width the current code segment decodes
-        with, from its hidden descriptor (L and D/B bits, Intel SDM Vol. 3A 3.4.5)."""
-        _, _, _, flags = self._internals.segment("cs")
-        if self.efer() & x86.EFER_LMA and flags & x86.DESC_L:
+        with (CS.L and CS.D, Intel SDM Vol. 3A 3.4.5), as Unicorn's decoder
+        itself holds it in QEMU's hidden flags HF_CS64 and HF_CS32."""
+        flags = self._internals.hflags()
+        if flags & HF_CS64:
             return 64
-        return 32 if flags & x86.DESC_DB else 16
+        return 32 if flags & HF_CS32 else 16
+
+    def cpl(self) -> int:
+        """The current privilege level (QEMU's hidden flags, bits 1:0)."""
+        return self._internals.hflags() & 3
 
     def code_linear(self, offset: int) -> int:
         """The linear address of ``offset`` in the current code segment."""
@@ -84,4 +172,14 @@ class LinearMemory:
         return "; ".join(lines) if lines else "<invalid>"
 
 
-__all__ = ["MAX_INSTRUCTION_LENGTH", "LinearMemory"]
+def page_pieces(address: int, size: int) -> list[tuple[int, int]]:
+    """[address, address+size) cut at page boundaries: (linear, length) pieces."""
+    pieces = []
+    while size > 0:
+        step = min(size, x86.PAGE_SIZE - (address & (x86.PAGE_SIZE - 1)))
+        pieces.append((address, step))
+        address, size = address + step, size - step
+    return pieces
+
+
+__all__ = ["MAX_INSTRUCTION_LENGTH", "REFUSED_READ_BYTE", "ForeignAccess", "LinearMemory", "page_pieces"]

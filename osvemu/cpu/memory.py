@@ -32,6 +32,13 @@ class MemoryBank:
         self.view = memoryview(self._map)
         self.address = ctypes.addressof(ctypes.c_char.from_buffer(self._map))
 
+    def clear(self, offset: int, size: int) -> None:
+        """Zero [offset, offset+size) and give its pages back to the host
+        (a private anonymous mapping reads zeros after MADV_DONTNEED)."""
+        if offset % mmap.PAGESIZE or size % mmap.PAGESIZE or offset + size > self.size:
+            raise ValueError(f"clear {offset:#x}+{size:#x} of bank {self.name!r}: not whole pages inside it")
+        self._map.madvise(mmap.MADV_DONTNEED, offset, size)
+
 
 @dataclass(frozen=True)
 class Mapping:

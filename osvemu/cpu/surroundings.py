@@ -14,11 +14,12 @@ if TYPE_CHECKING:
 
 
 class Access(Enum):
-    """How an instruction touched memory that nothing backs."""
+    """How an instruction, or the processor for it, touched memory that nothing backs."""
 
     READ = "read of"
     WRITE = "write to"
     FETCH = "fetch from"
+    WALK = "page-table walk reading"  # a paging-structure entry (Intel SDM Vol. 3A 4.5)
 
 
 class Unmapped(Enum):
@@ -27,6 +28,17 @@ class Unmapped(Enum):
     SCRATCH = "scratch"  # a scratch page was mapped: the instruction completes there
     END_SLICE = "end slice"  # the platform ended the kernel: stop without a fault
     FAULT = "fault"  # nothing is there: the core stops with a fault
+
+
+class ActionAbandoned(Exception):
+    """An access osvemu made on a core's behalf (an interrupt frame, a
+    descriptor table, a page-table walk) met guest-physical memory the
+    platform answered with END_SLICE or FAULT: the action cannot complete."""
+
+    def __init__(self, verdict: Unmapped, description: str) -> None:
+        super().__init__(description)
+        self.verdict = verdict
+        self.description = description
 
 
 class InterruptController(Protocol):
@@ -59,9 +71,14 @@ class Platform(Protocol):
     def hypercall(self, core: Core) -> bool:
         """A VMMCALL: True if a monitor serviced it, False for #UD."""
     def unmapped_access(self, core: Core, access: Access, address: int, size: int) -> Unmapped:
-        """An access to guest-physical ``address`` that nothing backs."""
+        """An access to guest-physical ``address`` that nothing backs, by the
+        guest's instruction or by osvemu acting for the core."""
+    def core_shut_down(self, core: Core) -> None:
+        """The core stopped on a fault it cannot continue from (a triple
+        fault is the shutdown state, Intel SDM Vol. 3A 6.15 / AMD APM Vol. 2
+        8.2.9); its report is ``core.fault``."""
     def symbolize(self, core: Core, address: int) -> str | None: ...
     def core_event(self, core: Core, record: Record) -> None: ...
 
 
-__all__ = ["Access", "InterruptController", "Platform", "Unmapped"]
+__all__ = ["Access", "ActionAbandoned", "InterruptController", "Platform", "Unmapped"]

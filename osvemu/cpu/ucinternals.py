@@ -294,6 +294,13 @@ class CoreInternals:
         flags.value = (flags.value & ~3) | cpl
         self._uc.context_restore(self._context)
 
+    def hflags(self) -> int:
+        """QEMU's hidden flags: CPL in bits 1:0, HF_CS32 bit 4 and HF_CS64
+        bit 15 -- the code width its decoder uses (QEMU target/i386/cpu.h)."""
+        self._uc.context_update(self._context)
+        address = ctypes.cast(self._context.context, ctypes.c_void_p).value + self._internals.hflags_offset
+        return ctypes.c_uint32.from_address(address).value
+
     def segment(self, name: str) -> tuple[int, int, int, int]:
         """The hidden segment cache: (selector, base, limit, flags), where
         flags holds the descriptor's high dword bits (D/B is bit 22, L bit 21)."""

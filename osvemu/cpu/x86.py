@@ -72,6 +72,7 @@ PTE_LARGE = 1 << 7
 PF_PRESENT = 1 << 0
 PF_WRITE = 1 << 1
 PF_USER = 1 << 2
+PF_RSVD = 1 << 3  # a paging entry had a reserved bit set (SDM Vol. 3A 4.7)
 PF_FETCH = 1 << 4
 
 # 64-bit TSS fields (SDM Vol. 3A 8.7, Figure 8-11)

@@ -3,14 +3,18 @@
 The machine hands it each hypercall (decided by the pure
 :func:`osvemu.osv.hypercalls.handle` on plain data about the caller) and
 each violation (an isolation refusal of the IPI policy, an access outside a
-kernel's memory, a failed hypercall), and carries out what it answers.  It
+kernel's memory, a refused hypercall), and carries out what it answers.  It
 keeps the per-kernel counters and the violation record, and announces
 itself in CPUID as KVM and Xen do.  It never touches a core or Unicorn.
+
+The record costs constant memory whatever a kernel does: violations are
+counted per kernel and kind without limit, but kept in full only for the
+first and the last ``violation_records`` of them.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from osvemu.cpu.memory import MemoryBank
@@ -18,6 +22,7 @@ from osvemu.events import ViolationKind
 from osvemu.osv import hypercalls
 from osvemu.osv.config import KernelPlan
 from osvemu.platform import layout
+from osvemu.platform.ends import EXIT_VIOLATION
 from osvemu.platform.topology import MemoryRange
 
 #: Guest-physical base of the shared channels: in the 32-bit PCI hole, typed
@@ -29,7 +34,9 @@ HYPERVISOR_LEAF = 0x4000_0000
 HYPERVISOR_SIGNATURE = b"OSVOSVOSVOSV"
 CPUID_HYPERVISOR = 1 << 31
 #: The exit status of a kernel stopped for a violation (or an impossible fetch).
-VIOLATION_STATUS = 0xFF
+VIOLATION_STATUS = EXIT_VIOLATION
+#: Violations kept in full at each end of the record, unless configured.
+DEFAULT_VIOLATION_RECORDS = 64
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,7 @@ class ChannelPlacement:
     size: int
     kernels: tuple[int, ...]  # member kernel indexes
     bank: MemoryBank
+    notify_vectors: tuple[int, ...] = ()  # members may NOTIFY each other with these
 
     @property
     def member_mask(self) -> int:
@@ -58,6 +66,12 @@ class PartitionInfo:
         """Guest-physical RAM: the private low 640 KiB, then its RAM."""
         return ((0, layout.CONVENTIONAL_END),) + tuple((rng.base, rng.size) for rng in self.ram)
 
+    def notify_routes(self) -> frozenset[tuple[int, int]]:
+        """(kernel, vector) pairs this kernel may NOTIFY: every other member
+        of each of its channels, with that channel's vectors."""
+        return frozenset((member, vector) for channel in self.channels for member in channel.kernels
+                         if member != self.plan.index for vector in channel.notify_vectors)
+
 
 @dataclass
 class Violation:
@@ -71,20 +85,34 @@ class Violation:
 @dataclass
 class KernelAccount:
     hypercalls: int = 0
-    violations: int = 0
-    last_notify: int | None = None  # the caller's instruction count at its last NOTIFY
+    violations: Counter[ViolationKind] = field(default_factory=Counter)
+    last_notify_ns: int | None = None  # the caller's virtual time at its last NOTIFY
+    notify_routes: frozenset[tuple[int, int]] = frozenset()
 
 
 @dataclass
 class OsvMonitor:
     partitions: tuple[PartitionInfo, ...]
+    violation_records: int = DEFAULT_VIOLATION_RECORDS
     violation_status: int = VIOLATION_STATUS
     exits: Counter[str] = field(default_factory=lambda: Counter({"icr": 0, "hypercall": 0, "violation": 0}))
-    violations: list[Violation] = field(default_factory=list)
     accounts: list[KernelAccount] = field(init=False)
+    _first: list[Violation] = field(init=False, default_factory=list)
+    _last: deque[Violation] = field(init=False)
+    dropped: int = field(init=False, default=0)  # violations counted but not kept in full
 
     def __post_init__(self) -> None:
-        self.accounts = [KernelAccount() for _ in self.partitions]
+        self.accounts = [KernelAccount(notify_routes=partition.notify_routes()) for partition in self.partitions]
+        self._last = deque(maxlen=self.violation_records)
+
+    @property
+    def violations(self) -> list[Violation]:
+        """The violations kept in full: the first and the last ``violation_records``."""
+        return self._first + list(self._last)
+
+    @property
+    def violation_count(self) -> int:
+        return sum(sum(account.violations.values()) for account in self.accounts)
 
     def cpuid(self, leaf: int, subleaf: int, values: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
         if leaf == HYPERVISOR_LEAF:
@@ -95,7 +123,10 @@ class OsvMonitor:
             ecx |= CPUID_HYPERVISOR
         return eax, ebx, ecx, edx
 
-    def hypercall(self, kernel: int, registers: tuple[int, int, int, int], now: int) -> hypercalls.Outcome:
+    def hypercall(self, kernel: int, registers: tuple[int, int, int, int], now_ns: int,
+                  pages: hypercalls.BufferPages) -> hypercalls.Outcome:
+        """A CPL-0 VMMCALL from ``kernel``: ``now_ns`` is the calling core's
+        virtual time, ``pages`` translates a buffer through its page tables."""
         self.exits["hypercall"] += 1
         account, partition = self.accounts[kernel], self.partitions[kernel]
         account.hypercalls += 1
@@ -103,22 +134,36 @@ class OsvMonitor:
         view = hypercalls.CallerView(
             kernel, len(self.partitions), partition.plan.apic_ids, partition.image_ram,
             tuple((channel.gpa, channel.size, channel.member_mask) for channel in partition.channels),
-            now, account.last_notify)
+            now_ns, account.last_notify_ns, account.notify_routes, pages)
         outcome = hypercalls.handle(hypercalls.Call(number, tuple(args)), view)
         if outcome.notify is not None:
-            account.last_notify = now
+            account.last_notify_ns = now_ns
         return outcome
+
+    def refused_hypercall(self, kernel: int) -> None:
+        """A VMMCALL the machine refused with #UD (not CPL 0): counted, not serviced."""
+        self.exits["hypercall"] += 1
+        self.accounts[kernel].hypercalls += 1
 
     def violation(self, kernel: int, core: int, rip: int, kind: ViolationKind, reason: str) -> bool:
         plan = self.partitions[kernel].plan
-        self.accounts[kernel].violations += 1
-        self.violations.append(Violation(plan.name, core, kind, reason, rip))
+        self.accounts[kernel].violations[kind] += 1
+        record = Violation(plan.name, core, kind, reason, rip)
+        if len(self._first) < self.violation_records:
+            self._first.append(record)
+        else:
+            if len(self._last) == self._last.maxlen:
+                self.dropped += 1
+            self._last.append(record)
         return plan.on_violation == "stop"
 
     def report(self) -> dict:
         return {
             "violations": [{"kernel": v.kernel, "core": v.core, "kind": v.kind.value, "reason": v.reason,
                             "rip": f"{v.rip:#x}" if v.rip is not None else None} for v in self.violations],
+            "violations_total": self.violation_count,
+            "violations_dropped": self.dropped,
+            "violation_records": self.violation_records,
             "monitor_exits": dict(self.exits),
         }
 
@@ -131,7 +176,9 @@ class OsvMonitor:
             "guest_ram": [[f"{r.base:#x}", f"{r.end:#x}"] for r in partition.ram],
             "on_violation": partition.plan.on_violation,
             "hypercalls": account.hypercalls,
-            "violations": account.violations,
+            "violations": sum(account.violations.values()),
+            "violations_by_kind": {kind.value: count for kind, count in sorted(account.violations.items(),
+                                                                               key=lambda item: item[0].value)},
         }
 
 

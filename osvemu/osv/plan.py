@@ -52,11 +52,13 @@ def osv_plan(config: OsvConfig, images: dict[str, KernelImage] | None = None) ->
         if image is None and plan.image:  # no image: code is placed by hand (snippets)
             image = loaded[plan.image] = load_image(plan.image)
         kernels.append(KernelPlacement(plan.name, plan.apic_ids, MemoryView(mappings), _firmware_view(config, partition),
-                                       partition.image_ram, plan.cmdline, image, labelled=True))
+                                       partition.image_ram, plan.cmdline, image, labelled=True,
+                                       restarts=plan.restarts,
+                                       shared_ranges=tuple((c.gpa, c.size) for c in own_channels)))
         partitions.append(partition)
     owner = {apic: plan.index for plan in config.kernels for apic in plan.apic_ids}
     return MachinePlan(config.topology, memory, tuple(kernels), make_policy(PartitionLayout(owner)),
-                       monitor=OsvMonitor(tuple(partitions)))
+                       monitor=OsvMonitor(tuple(partitions), config.violation_records))
 
 
 def _place_channels(config: OsvConfig) -> list[ChannelPlacement]:
@@ -64,7 +66,7 @@ def _place_channels(config: OsvConfig) -> list[ChannelPlacement]:
     placed, gpa = [], CHANNEL_BASE
     for channel in config.channels:
         placed.append(ChannelPlacement(channel.name, gpa, channel.size, channel.kernels,
-                                       MemoryBank(channel.size, f"channel {channel.name}")))
+                                       MemoryBank(channel.size, f"channel {channel.name}"), channel.notify_vectors))
         gpa += channel.size
     return placed
 

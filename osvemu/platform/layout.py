@@ -96,17 +96,23 @@ BOOT_DATA_SELECTOR = 0x10
 BOOT_TSS_SELECTOR = 0x18
 
 
-_SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?)(i?B)?\s*$", re.IGNORECASE)
+#: At most 20 digits: any size osvemu accepts, and no int() of a huge string.
+_SIZE = re.compile(r"^\s*(\d{1,20})\s*([KMGT]?)(i?B)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "K": KiB, "M": MiB, "G": GiB, "T": 1 << 40}
 
 
 def parse_size(text: str | int, where: str = "", what: str = "memory size") -> int:
     """'2G', '512M', '65536K' or a byte count (the syntax of --memory and of
-    sizes in a partition configuration, where an integer is bytes)."""
-    if isinstance(text, int) and not isinstance(text, bool):
+    sizes in a partition configuration, where an integer is bytes).  The
+    result is never negative; callers check their own bounds."""
+    if isinstance(text, int) and not isinstance(text, bool) and text >= 0:
         return text
     match = _SIZE.match(text) if isinstance(text, str) else None
     if not match:
         prefix = f"{where}: " if where else ""
-        raise ConfigError(f"{prefix}invalid {what} {text!r} (use a number with K, M or G, e.g. 2G)")
+        if isinstance(text, str | bool | float):
+            shown = repr(text[:40] if isinstance(text, str) else text)
+        else:
+            shown = "a negative number" if isinstance(text, int) else f"a {type(text).__name__}"
+        raise ConfigError(f"{prefix}invalid {what} {shown} (use a number with K, M or G, e.g. 2G)")
     return int(match.group(1)) * _UNITS[match.group(2).upper()]

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 
 from osvemu.clock import CoreClock
 from osvemu.cpu.core import Core, CoreState
+from osvemu.cpu.delivery import Mode
 from osvemu.cpu.exits import opcode_sites
+from osvemu.cpu.lifecycle import SPINNING
 from osvemu.cpu.memory import MemoryView
 from osvemu.cpu.surroundings import Access, Unmapped
 from osvemu.cpu.x86 import APIC_BASE_BSP, APIC_BASE_ENABLE
@@ -28,6 +30,7 @@ from osvemu.events import (
     IpiReceived,
     IpiSent,
     KernelExit,
+    KernelRestarted,
     OsvRefused,
     Record,
     TimerFired,
@@ -37,6 +40,16 @@ from osvemu.image import KernelImage, check_placement
 from osvemu.platform import layout
 from osvemu.platform.apicbus import ApicBus, RefusalCause, RoutingDecision
 from osvemu.platform.cpuid import cpuid
+from osvemu.platform.ends import (
+    EndKind,
+    KernelEnd,
+    exited,
+    faulted,
+    halted,
+    hung,
+    run_status,
+    stopped_for_violation,
+)
 from osvemu.platform.firmware import Firmware, build_firmware
 from osvemu.platform.icr import DeliveryMode, Icr, Shorthand
 from osvemu.platform.lapic import LocalApic
@@ -44,6 +57,9 @@ from osvemu.platform.memmap import FIRMWARE_AREAS
 from osvemu.platform.plan import KernelPlacement, MachinePlan, SharedDevice
 from osvemu.platform.pvh import BOOT_GDT, BOOT_TSS, pvh_entry_context, pvh_entry_registers
 from osvemu.platform.uart import UART_REGISTER_COUNT, Console, Uart16550
+
+#: Console text kept for the report: a flood of output costs bounded memory.
+MAX_TRANSCRIPT_BYTES = 16 << 20
 
 
 @dataclass
@@ -54,18 +70,35 @@ class ExitRequest:
 
 @dataclass
 class Kernel:
-    """One kernel as it runs: its placement, its cores and COM1, and its end."""
+    """One kernel as it runs: its placement, its cores and COM1, and the
+    ends of its lives (a restart policy may boot it again after an end)."""
 
     index: int
     placement: KernelPlacement
     uart: Uart16550
     cores: list[Core] = field(default_factory=list)
     firmware: Firmware | None = None
-    status: int | None = None  # set when the kernel ends
+    end: KernelEnd | None = None  # how its current life ended
+    lives: list[KernelEnd] = field(default_factory=list)  # how each earlier life ended
+    restarts_left: int = 0
+    restart_due: bool = False  # ended, to be booted again after the running slice
 
     @property
     def name(self) -> str:
         return self.placement.name
+
+    @property
+    def status(self) -> int | None:
+        return self.end.status if self.end is not None else None
+
+    @property
+    def ended_for_good(self) -> bool:
+        return self.end is not None and not self.restart_due
+
+    @property
+    def started(self) -> bool:
+        """Whether any of its cores ever ran (a kernel without an image may never start)."""
+        return any(core.slices_run for core in self.cores)
 
     @property
     def view(self) -> MemoryView:
@@ -77,7 +110,7 @@ class Kernel:
 
     @property
     def ended(self) -> bool:
-        return self.status is not None
+        return self.end is not None
 
 
 class Machine:
@@ -88,9 +121,11 @@ class Machine:
         self.events = EventBus()
         self.bus = ApicBus(plan.policy)
         self.exit: ExitRequest | None = None
-        self.transcript: list[str] = []  # every console line, as printed
+        self.transcript: list[str] = []  # the console lines, as printed (the first MAX_TRANSCRIPT_BYTES)
+        self._transcript_bytes = 0
+        self.transcript_dropped = 0  # lines printed but not kept
         self._print = console or _print_line
-        self.kernels = [Kernel(index, placement, Uart16550(Console()))
+        self.kernels = [Kernel(index, placement, Uart16550(Console()), restarts_left=placement.restarts)
                         for index, placement in enumerate(plan.kernels)]
         owner = {apic: kernel for kernel in self.kernels for apic in kernel.placement.apic_ids}
         self.cores: list[Core] = []
@@ -135,16 +170,22 @@ class Machine:
 
     def load_image(self, kernel: Kernel, image: KernelImage) -> None:
         """Check the image fits the kernel's RAM clear of the firmware, write
-        each segment (bss zeroed) and hook its special instructions."""
+        it and hook its special instructions."""
         check_placement(image, list(kernel.placement.image_ram), FIRMWARE_AREAS)
+        self._write_image(kernel, image)
         sites: set[int] = set()
         for segment in image.segments:
-            kernel.view.write(segment.paddr, segment.data + bytes(segment.memsz - len(segment.data)))
             if segment.executable:
                 sites |= opcode_sites(segment.data, segment.paddr)
                 if segment.vaddr != segment.paddr:
                     sites |= opcode_sites(segment.data, segment.vaddr)
         self._intercept(kernel, sites)
+
+    @staticmethod
+    def _write_image(kernel: Kernel, image: KernelImage) -> None:
+        """Each segment at its physical address, bss zeroed."""
+        for segment in image.segments:
+            kernel.view.write(segment.paddr, segment.data + bytes(segment.memsz - len(segment.data)))
 
     def intercept_special_instructions(self, kernel: Kernel, ranges: list[tuple[int, int]]) -> None:
         """Hook the RDMSR/WRMSR/RDTSC byte sequences found in these ranges
@@ -165,27 +206,98 @@ class Machine:
             firmware = self.install_firmware(kernel)
             if kernel.image is not None:
                 self.load_image(kernel, kernel.image)
-                kernel.cores[0].start(pvh_entry_context(),
-                                      pvh_entry_registers(kernel.image.entry32, firmware.start_info_address))
+                self._start_boot_cpu(kernel, firmware)
+
+    @staticmethod
+    def _start_boot_cpu(kernel: Kernel, firmware: Firmware) -> None:
+        kernel.cores[0].start(pvh_entry_context(), pvh_entry_registers(kernel.image.entry32,
+                                                                       firmware.start_info_address))
+
+    def restart_due_kernels(self) -> None:
+        """Boot again every kernel that ended with restarts left (between
+        slices: its cores may have been mid-slice when it ended)."""
+        for kernel in self.kernels:
+            if kernel.restart_due:
+                self._restart(kernel)
+
+    def _restart(self, kernel: Kernel) -> None:
+        """A new life in the same partition (Jailhouse's cell restart): its
+        memory cleared, its cores reset, its firmware, image and boot CPU
+        exactly as at the first boot; its shared channels keep their data."""
+        kernel.lives.append(kernel.end)
+        kernel.end, kernel.restart_due = None, False
+        kernel.restarts_left -= 1
+        shared = set(kernel.placement.shared_ranges)
+        for mapping in kernel.view.mappings:
+            if (mapping.gpa, mapping.size) not in shared:
+                mapping.bank.clear(mapping.offset, mapping.size)
+        for core in kernel.cores:
+            core.reset()
+        kernel.cores[0].apic_base_msr |= APIC_BASE_BSP
+        kernel.uart = Uart16550(Console())
+        firmware = self.install_firmware(kernel)
+        self._emit(kernel.cores[0], KernelRestarted(kernel.name, len(kernel.lives) + 1))
+        if kernel.image is not None:
+            self._write_image(kernel, kernel.image)
+            self._start_boot_cpu(kernel, firmware)
 
     # ------------------------------------------------------------ the end of a kernel
-    def end_kernel(self, kernel: Kernel, status: int, caller: Core | None = None) -> None:
-        """A kernel ends (exit port, SHUTDOWN, a violation): its cores run no
-        more, each left in the state it had; the run ends with the last
-        kernel, with the first non-zero status."""
+    def end_kernel(self, kernel: Kernel, end: KernelEnd, caller: Core | None = None) -> None:
+        """A kernel's life ends (exit port, SHUTDOWN, a violation, a fault,
+        no core able to run): its cores run no more, each left in the state
+        it had.  With restarts left it is booted again after the running
+        slice; the run ends when every kernel has ended for good, with the
+        status derived from every kernel's end (:func:`run_status`)."""
         if kernel.ended:
             return
-        kernel.status = status
+        kernel.end = end
         if caller is not None:
             caller.request_stop()
         where = caller or kernel.cores[0]
-        self._emit(where, KernelExit(status, kernel.name if kernel.placement.labelled else None))
+        how = "" if end.kind is EndKind.EXITED and not kernel.placement.labelled else end.describe()
+        self._emit(where, KernelExit(end.status, kernel.name if kernel.placement.labelled else None, how))
         last = kernel.uart.console.close()
         if last is not None:
             self._console_line(where, kernel, last)
-        if all(k.ended for k in self.kernels) and self.exit is None:
-            final = next((k.status for k in self.kernels if k.status), 0)
-            self.exit = ExitRequest(final, where.index)
+        if kernel.restarts_left > 0:
+            kernel.restart_due = True
+        elif all(k.ended_for_good for k in self.kernels) and self.exit is None:
+            self.exit = ExitRequest(self.run_status(), where.index)
+
+    def run_status(self) -> int:
+        return run_status([kernel.end for kernel in self.kernels if kernel.end is not None])
+
+    def end_remaining(self, make_end) -> None:
+        """End every kernel still alive with ``make_end(kernel)`` (the run
+        is over: idle, or stopped by a limit); no restarts follow."""
+        for kernel in self.kernels:
+            if not kernel.ended:
+                kernel.restarts_left = 0
+                self.end_kernel(kernel, make_end(kernel))
+
+    def end_hung_kernels(self) -> None:
+        """End each started kernel none of whose cores can ever run again:
+        each is stopped, waiting for a STARTUP IPI, or halted or spinning
+        on itself with interrupts off and no NMI pending.  Only its own
+        cores could INIT, SIPI or NMI them (OSV confines IPIs), and a NOTIFY
+        is a maskable interrupt.  All halted is the end of a kernel's work
+        (Linux halts so); a spin is a hang."""
+        for kernel in self.kernels:
+            if kernel.ended or not kernel.started:
+                continue
+            states = [core.stuck_state() for core in kernel.cores]
+            if None in states:
+                continue
+            why = "no core can run again: " + ", ".join(sorted(set(states)))
+            spinning = SPINNING in states
+            self.end_kernel(kernel, hung(why) if spinning else halted(why))
+
+    def core_shut_down(self, core: Core) -> None:
+        """Platform: a core stopped on a fault (a triple fault's shutdown
+        state, memory nothing backs): its kernel ends."""
+        kernel = self.kernel_of(core)
+        if kernel is not None and core.fault is not None:
+            self.end_kernel(kernel, faulted(core.fault.one_line()), core)
 
     def close_consoles(self) -> None:
         """Print what every console still holds (the run is over)."""
@@ -210,7 +322,7 @@ class Machine:
             if line is not None:
                 self._console_line(core, kernel, line)
         elif layout.EXIT_PORT <= port < layout.EXIT_PORT + layout.EXIT_PORT_SIZE:
-            self.end_kernel(kernel, value & 0xFF, core)
+            self.end_kernel(kernel, exited(value, f"wrote {value & 0xFF} to port {port:#x}"), core)
 
     def mmio_regions(self, core: Core) -> list[tuple[int, int]]:
         return [(layout.LAPIC_BASE, layout.PAGE_SIZE)] + [(d.base, d.size) for d in self.plan.devices]
@@ -270,21 +382,33 @@ class Machine:
         return self.monitor.cpuid(leaf, subleaf, values) if self.monitor is not None else values
 
     def hypercall(self, core: Core) -> bool:
+        """A VMMCALL.  Without a monitor it is #UD.  The monitor serves CPL 0
+        of protected or long mode only: from real mode or CPL 3 the machine
+        refuses it with #UD, as a processor without the call would, and
+        records the attempt."""
         kernel = self.kernel_of(core)
         if self.monitor is None or kernel is None:
-            return False  # no monitor: VMMCALL raises #UD
+            return False
+        number = core.hypercall_registers()[0]
+        cpl = core.cpl()
+        if core.mode() is Mode.REAL or cpl != 0:
+            self.monitor.refused_hypercall(kernel.index)
+            where = "real mode" if core.mode() is Mode.REAL else f"CPL {cpl}"
+            self._violation(core, ViolationKind.HYPERCALL, f"hypercall {number} from {where}: only CPL 0 may call "
+                                                           "OSV (#UD)")
+            return kernel.ended  # an ended kernel's core takes no #UD
         registers = core.hypercall_registers()
-        outcome = self.monitor.hypercall(kernel.index, registers, core.retired_now())
+        outcome = self.monitor.hypercall(kernel.index, registers, core.clock.now_ns(), core.buffer_pages)
         if outcome.error:
-            self._violation(core, ViolationKind.HYPERCALL, f"hypercall {registers[0]}: {outcome.error}")
-        if outcome.write is not None:
-            kernel.view.write(*outcome.write)
+            self._violation(core, ViolationKind.HYPERCALL, f"hypercall {number}: {outcome.error}")
+        for address, data in outcome.writes:
+            kernel.view.write(address, data)
         if outcome.notify is not None:
             target, vector = outcome.notify
             self._notify(core, self.kernels[target], vector)
         core.finish_hypercall(outcome.result)
         if outcome.shutdown is not None:
-            self.end_kernel(kernel, outcome.shutdown, core)
+            self.end_kernel(kernel, exited(outcome.shutdown, "SHUTDOWN hypercall"), core)
         return True
 
     def unmapped_access(self, core: Core, access: Access, address: int, size: int) -> Unmapped:
@@ -299,11 +423,10 @@ class Machine:
         self._violation(core, ViolationKind.MEMORY, f"{access.value} {address:#x} ({size} bytes) outside the "
                                                     "kernel's memory")
         if access is Access.FETCH:
-            self.end_kernel(kernel, self.monitor.violation_status, core)
+            self.end_kernel(kernel, stopped_for_violation(f"fetch from {address:#x} outside the kernel's memory"), core)
         if kernel.ended:
             core.state = CoreState.STOPPED  # in the middle of an instruction that cannot complete
             return Unmapped.END_SLICE
-        core.map_scratch_page(address)
         return Unmapped.SCRATCH
 
     def _violation(self, core: Core, kind: ViolationKind, reason: str) -> None:
@@ -313,7 +436,7 @@ class Machine:
         end = self.monitor.violation(kernel.index, core.index, core.rip, kind, reason)
         self._emit(core, OsvRefused(kind, reason, kernel.name))
         if end:
-            self.end_kernel(kernel, self.monitor.violation_status, core)
+            self.end_kernel(kernel, stopped_for_violation(f"{kind.value}: {reason}"), core)
 
     # ------------------------------------------------------------ Platform: events
     def symbolize(self, core: Core, address: int) -> str | None:
@@ -338,7 +461,11 @@ class Machine:
     def _console_line(self, core: Core, kernel: Kernel, line: str) -> None:
         text = f"[{kernel.name}] {line}" if kernel.placement.labelled else line
         self._print(text)
-        self.transcript.append(text)
+        if self._transcript_bytes < MAX_TRANSCRIPT_BYTES:
+            self.transcript.append(text)
+            self._transcript_bytes += len(text) + 1
+        else:
+            self.transcript_dropped += 1
         self._emit(core, ConsoleLine(text))
 
 

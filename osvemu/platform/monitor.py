@@ -10,30 +10,38 @@ ICR write is routed by the policy the machine's APIC bus was built with.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Protocol
 
 from osvemu.events import ViolationKind
+
+#: A buffer's linear address and length -> its guest-physical pieces as a
+#: CPL-0 write reaches them through the caller's page tables, or None.
+BufferPages = Callable[[int, int], "tuple[tuple[int, int], ...] | None"]
 
 
 class HypercallOutcome(Protocol):
     result: int  # RAX: >= 0 success, -errno failure
     error: str | None  # why it failed, recorded as a violation
-    write: tuple[int, bytes] | None  # guest-physical write into the caller's memory
+    writes: tuple[tuple[int, bytes], ...]  # guest-physical writes into the caller's memory
     notify: tuple[int, int] | None  # (kernel, vector): a fixed interrupt to that kernel's boot CPU
     shutdown: int | None  # the caller's kernel ends with this status
 
 
 class Monitor(Protocol):
-    #: The status of a kernel the monitor ends for a violation.
-    violation_status: int
     #: Monitor exits by kind ("icr", "hypercall", "violation").
     exits: Counter[str]
 
     def cpuid(self, leaf: int, subleaf: int, values: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
         """The machine's CPUID values for a leaf, as the monitor presents them."""
 
-    def hypercall(self, kernel: int, registers: tuple[int, int, int, int], now: int) -> HypercallOutcome:
-        """VMMCALL with (RAX, RDI, RSI, RDX) from ``kernel``; ``now`` is the calling core's retired instructions."""
+    def hypercall(self, kernel: int, registers: tuple[int, int, int, int], now_ns: int,
+                  pages: BufferPages) -> HypercallOutcome:
+        """VMMCALL at CPL 0 with (RAX, RDI, RSI, RDX) from ``kernel``;
+        ``now_ns`` is the calling core's virtual time."""
+
+    def refused_hypercall(self, kernel: int) -> None:
+        """A VMMCALL the machine refused (not CPL 0), for the counters."""
 
     def violation(self, kernel: int, core: int, rip: int, kind: ViolationKind, reason: str) -> bool:
         """Record a violation; True when the kernel is to be ended for it."""
@@ -45,4 +53,4 @@ class Monitor(Protocol):
         """The monitor's view of one kernel, for the run report."""
 
 
-__all__ = ["HypercallOutcome", "Monitor"]
+__all__ = ["BufferPages", "HypercallOutcome", "Monitor"]

@@ -59,6 +59,8 @@ class KernelPlacement:
     cmdline: str = ""
     image: KernelImage | None = None  # None: code is placed by hand (snippets)
     labelled: bool = False  # console lines carry "[name] "
+    restarts: int = 0  # how many times it is booted again after it ends
+    shared_ranges: tuple[tuple[int, int], ...] = ()  # guest-physical (base, size) shared with others: kept on restart
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,17 @@ from osvemu.platform import layout
 
 #: xAPIC destinations are 8 bits and 0xFF is the broadcast ID.
 MAX_APIC_ID = 0xFE
+#: The most sockets, and cores per socket, the APIC ID space can number
+#: (with one core per socket, or one socket); their product is bounded by
+#: the APIC ID of the last core.
+MAX_SOCKETS = MAX_APIC_ID + 1
+MAX_CORES_PER_SOCKET = MAX_APIC_ID + 1
+#: The smallest machine: room for a kernel (an image, page tables, a heap)
+#: above the first MiB, as on the smallest machine the tests boot.
+MIN_MEMORY = 16 * layout.MiB
+#: The largest machine: 1 TiB, far below the 52-bit physical address limit;
+#: the host backs it lazily, or refuses it in one line when it cannot.
+MAX_MEMORY = 1 << 40
 
 
 @dataclass(frozen=True)
@@ -54,21 +65,24 @@ class Topology:
     memory: tuple[MemoryRange, ...] = field(init=False)
 
     def __post_init__(self) -> None:
-        if self.sockets < 1:
-            raise ConfigError(f"--sockets must be at least 1, not {self.sockets}")
-        if self.cores_per_socket < 1:
-            raise ConfigError(f"--cores-per-socket must be at least 1, not {self.cores_per_socket}")
+        if not 1 <= self.sockets <= MAX_SOCKETS:
+            raise ConfigError(f"--sockets must be 1..{MAX_SOCKETS}, not {self.sockets}")
+        if not 1 <= self.cores_per_socket <= MAX_CORES_PER_SOCKET:
+            raise ConfigError(f"--cores-per-socket must be 1..{MAX_CORES_PER_SOCKET}, not {self.cores_per_socket}")
         highest = ((self.sockets - 1) << self.core_id_bits) | (self.cores_per_socket - 1)
         if highest > MAX_APIC_ID:
             raise ConfigError(
                 f"{self.sockets} sockets x {self.cores_per_socket} cores needs APIC ID {highest}, "
                 f"above the xAPIC limit {MAX_APIC_ID}"
             )
-        min_memory = max(layout.MIN_MEMORY, self.sockets * layout.MiB * 2)
-        if self.memory_size < min_memory:
-            raise ConfigError(f"memory size {self.memory_size} is below the minimum {min_memory} bytes")
         if self.memory_size % layout.PAGE_SIZE:
             raise ConfigError(f"memory size {self.memory_size} is not a multiple of 4 KiB")
+        min_memory = max(MIN_MEMORY, self.sockets * layout.MiB * 2)
+        if self.memory_size < min_memory:
+            raise ConfigError(f"memory size {self.memory_size} is below the minimum {min_memory >> 20} MiB "
+                              f"(16 MiB, and 2 MiB per socket)")
+        if self.memory_size > MAX_MEMORY:
+            raise ConfigError(f"memory size {self.memory_size} is above the maximum {MAX_MEMORY >> 40} TiB")
         cpus = tuple(
             Cpu(index=s * self.cores_per_socket + c, apic_id=(s << self.core_id_bits) | c, socket=s, core=c)
             for s in range(self.sockets)

@@ -3,6 +3,8 @@ Semiconductor PC16550D datasheet, register summary Table II)."""
 
 from __future__ import annotations
 
+import unicodedata
+
 # Register offsets from the base port.
 UART_RBR_THR_DLL = 0
 UART_IER_DLM = 1
@@ -24,11 +26,38 @@ MSR_DCD_DSR_CTS = 0xB0
 
 LINE_FEED = 0x0A
 CARRIAGE_RETURN = 0x0D
+#: A longer line is cut into lines of this many bytes.
+MAX_LINE_BYTES = 4096
+#: The raw transmitted bytes kept (the first this many).
+MAX_TEXT_BYTES = 1 << 20
+#: Unicode categories never shown as themselves: controls (C0, DEL, C1 -- ESC
+#: starts every ANSI sequence, U+009B is an 8-bit CSI), format characters
+#: (bidirectional overrides, zero-width), line and paragraph separators.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def printable(line: str) -> str:
+    """``line`` as it may reach a terminal: tab kept, every control or
+    format character shown escaped (``\\x1b``, ``\\u202e``), so a kernel
+    cannot move the cursor, erase or recolour another kernel's lines, or
+    fake their ``[name]`` prefix."""
+    if line.isprintable():
+        return line
+    out = []
+    for char in line:
+        if char == "\t" or unicodedata.category(char) not in _HIDDEN_CATEGORIES:
+            out.append(char)
+        else:
+            code = ord(char)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+    return "".join(out)
 
 
 class Console:
-    """Collects transmitted bytes into lines: the raw text, and each line as
-    it is finished."""
+    """Collects transmitted bytes into lines: the raw text (its first
+    MAX_TEXT_BYTES), and each line as it is finished, shown printable
+    (:func:`printable`; carriage returns dropped, lines cut at
+    MAX_LINE_BYTES), so a guest's output costs bounded memory."""
 
     def __init__(self) -> None:
         self._partial = bytearray()
@@ -36,15 +65,18 @@ class Console:
 
     def put(self, byte: int) -> str | None:
         """Add a byte; return the line it finished, if any."""
-        self.text.append(byte)
+        if len(self.text) < MAX_TEXT_BYTES:
+            self.text.append(byte)
         if byte == LINE_FEED:
             return self._take_line()
         if byte != CARRIAGE_RETURN:
             self._partial.append(byte)
+            if len(self._partial) >= MAX_LINE_BYTES:
+                return self._take_line()
         return None
 
     def _take_line(self) -> str:
-        line = self._partial.decode("utf-8", "replace")
+        line = printable(self._partial.decode("utf-8", "replace"))
         self._partial.clear()
         return line
 

@@ -5,9 +5,9 @@
 ;! run_on = "bsp"
 ;! max_instructions = 100000
 ;! [expect]
-;! # The read is recorded too, but Unicorn 2.1.4 reports a read through a non-identity mapping at a wrong
-;! # guest-physical address (here 0x30100040: the page plus the code's offset), so only its kind is checked.
-;! violations = ["write to 0x30000000 (8 bytes) outside the kernel's memory", "read of 0x30"]
+;! # Addresses through a register: keystone encodes `[0x40000000]` RIP-relative in 64-bit mode.
+;! violations = ["write to 0x30000000 (8 bytes) outside the kernel's memory",
+;!               "read of 0x30000008 (8 bytes) outside the kernel's memory"]
 ;! [expect.memory]
 ;! 0x200000 = "00 00 00 00 00 00 00 00"   # the own page behind linear 0x30000000 is untouched
 ;! [expect.cores.0]
@@ -21,7 +21,9 @@
     mov rax, cr3
     mov cr3, rax                             # flush the TLB
     mov rbx, 0x1122334455667788
-    mov qword ptr [0x40000000], rbx          # refused: the write vanishes
-    mov rcx, qword ptr [0x40000000]          # refused: reads see all ones
-    mov rdx, qword ptr [0x30000000]          # own memory: still zero
+    mov rsi, 0x40000000
+    mov qword ptr [rsi], rbx                 # refused: the write vanishes
+    mov rcx, qword ptr [rsi + 8]             # refused: reads see all ones
+    mov rsi, 0x30000000
+    mov rdx, qword ptr [rsi]                 # own memory: still zero
     hlt
