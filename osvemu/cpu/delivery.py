@@ -96,16 +96,27 @@ def cpu_mode(cr0: int, efer: int) -> Mode:
     return Mode.LONG if efer & x86.EFER_LMA else Mode.PROTECTED
 
 
-def _segment_dpl(cpu: CpuAccess, selector: int) -> int:
-    """DPL of the code segment ``selector`` from the GDT (SDM Vol. 3A 3.4.5)."""
+def _handler_cpl(cpu: CpuAccess, selector: int, cpl: int, long_mode: bool) -> int:
+    """The CPL the handler runs at, from its code segment descriptor in the
+    GDT, checked as delivery checks it (SDM Vol. 3A 6.12.1.1, 6.14.1): a
+    present code segment (64-bit in IA-32e mode: L = 1, D = 0) whose DPL is
+    not above CPL; a conforming one keeps the CPL."""
     _, gdt_base, gdt_limit, _ = cpu.read_register(UC_X86_REG_GDTR)
     index = selector & ~7
+    error = selector & ~3
     if selector & 4 or index + 7 > gdt_limit or index == 0:
-        raise DeliveryFault(x86.VECTOR_GP, selector & ~3, f"gate selector {selector:#x} is not a valid GDT code segment")
+        raise DeliveryFault(x86.VECTOR_GP, error, f"gate selector {selector:#x} is not a valid GDT code segment")
     descriptor = int.from_bytes(cpu.guest_read(gdt_base + index, 8), "little")
+    if not descriptor & x86.DESCRIPTOR_S or not descriptor & x86.DESCRIPTOR_CODE:
+        raise DeliveryFault(x86.VECTOR_GP, error, f"gate selector {selector:#x} is not a code segment")
+    if long_mode and (not descriptor & x86.DESCRIPTOR_L or descriptor & x86.DESCRIPTOR_DB):
+        raise DeliveryFault(x86.VECTOR_GP, error, f"gate code segment {selector:#x} is not a 64-bit code segment")
+    dpl = (descriptor >> x86.DESCRIPTOR_DPL_SHIFT) & 3
+    if dpl > cpl:
+        raise DeliveryFault(x86.VECTOR_GP, error, f"gate code segment {selector:#x} has DPL {dpl} above CPL {cpl}")
     if not descriptor & x86.DESCRIPTOR_PRESENT:
-        raise DeliveryFault(x86.VECTOR_NP, selector & ~3, f"gate code segment {selector:#x} is not present")
-    return (descriptor >> x86.DESCRIPTOR_DPL_SHIFT) & 3
+        raise DeliveryFault(x86.VECTOR_NP, error, f"gate code segment {selector:#x} is not present")
+    return cpl if descriptor & x86.DESCRIPTOR_CONFORMING else dpl
 
 
 def deliver(cpu: CpuAccess, vector: int, source: Source, error_code: int | None = None) -> None:
@@ -148,7 +159,7 @@ def _deliver(cpu: CpuAccess, vector: int, source: Source, error_code: int | None
         raise DeliveryFault(x86.VECTOR_GP, selector_error, f"IDT entry for vector {vector:#x} has invalid type {gate.gate_type:#x}")
     if source is Source.SOFTWARE and gate.dpl < cpl:
         raise DeliveryFault(x86.VECTOR_GP, selector_error, f"int {vector:#x} from CPL {cpl} through a DPL {gate.dpl} gate")
-    new_cpl = _segment_dpl(cpu, gate.selector)
+    new_cpl = _handler_cpl(cpu, gate.selector, cpl, mode is Mode.LONG)
     rip, rsp, ss = cpu.read_register(UC_X86_REG_RIP), cpu.read_register(UC_X86_REG_RSP), cpu.read_register(UC_X86_REG_SS)
     has_error = error_code is not None
     if mode is Mode.LONG:

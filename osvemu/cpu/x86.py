@@ -20,6 +20,11 @@ DESC_DB = 1 << 22  # default operation size 32 bits
 # The same descriptor as one 64-bit value: P is bit 47, DPL bits 46:45.
 DESCRIPTOR_PRESENT = 1 << 47
 DESCRIPTOR_DPL_SHIFT = 45
+DESCRIPTOR_S = 1 << 44  # code or data, not system (SDM Vol. 3A 3.4.5)
+DESCRIPTOR_CODE = 1 << 43  # type bit 11: executable
+DESCRIPTOR_CONFORMING = 1 << 42  # type bit 10 of a code segment
+DESCRIPTOR_L = 1 << 53  # 64-bit code segment
+DESCRIPTOR_DB = 1 << 54  # default operation size
 EFER_NXE = 1 << 11
 
 # RFLAGS (SDM Vol. 1 3.4.3)

@@ -389,15 +389,14 @@ class Machine:
         kernel = self.kernel_of(core)
         if self.monitor is None or kernel is None:
             return False
-        number = core.hypercall_registers()[0]
-        cpl = core.cpl()
-        if core.mode() is Mode.REAL or cpl != 0:
+        registers = core.hypercall_registers()
+        number = registers[0]
+        if not core.supervisor_protected():
             self.monitor.refused_hypercall(kernel.index)
-            where = "real mode" if core.mode() is Mode.REAL else f"CPL {cpl}"
+            where = "real mode" if core.mode() is Mode.REAL else f"CPL {core.cpl()}"
             self._violation(core, ViolationKind.HYPERCALL, f"hypercall {number} from {where}: only CPL 0 may call "
                                                            "OSV (#UD)")
             return kernel.ended  # an ended kernel's core takes no #UD
-        registers = core.hypercall_registers()
         outcome = self.monitor.hypercall(kernel.index, registers, core.clock.now_ns(), core.buffer_pages)
         if outcome.error:
             self._violation(core, ViolationKind.HYPERCALL, f"hypercall {number}: {outcome.error}")
