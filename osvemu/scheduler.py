@@ -278,9 +278,10 @@ class Scheduler:
         return self.machine.run_status(), why
 
     def stop_current(self) -> None:
+        """From another thread: end the running slice (see Core.preempt)."""
         core = self._current
         if core is not None:
-            core.request_stop()
+            core.preempt()
 
 
 def _rest_of_slice(budget: int, start_ns: int, retired: int) -> tuple[int, int] | None:

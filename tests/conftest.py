@@ -43,3 +43,8 @@ def guest_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def smp_hello_elf(guest_dir) -> Path:
     return build("smp_hello", guest_dir)
+
+
+@pytest.fixture(scope="session")
+def attacker_elf(guest_dir) -> Path:
+    return build("attacker", guest_dir)

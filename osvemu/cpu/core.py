@@ -12,6 +12,7 @@ reports) and :mod:`~osvemu.cpu.scratch` (pages for refused accesses).
 from __future__ import annotations
 
 import ctypes
+import threading
 from collections.abc import Callable, Sequence
 
 import capstone
@@ -93,6 +94,7 @@ class Core:
         self.nmi_pending = False
         self.fault: FaultReport | None = None
         self.hook_error: BaseException | None = None
+        self.hook_lock = threading.Lock()  # held while a hook runs (see preempt)
         self.skip_breakpoint_at: int | None = None  # a debugger breakpoint to run through once
         self.uc = Uc(UC_ARCH_X86, UC_MODE_64)  # for osvemu.cpu's own modules; tools use the accessors
         self.uc.ctl_set_tcg_buffer_size(TCG_BUFFER_SIZE)
@@ -179,7 +181,25 @@ class Core:
         return self.slices.paused_mid_slice
 
     def request_stop(self) -> None:
+        """End the running slice now: from a hook whose instruction will not
+        resume (a fault, INIT, the end of its kernel), or between slices."""
         self.slices.stop()
+
+    def preempt(self) -> None:
+        """From another thread (fast mode's timer, the --timeout watchdog):
+        end the running slice at the next block boundary.  Never while one
+        of the core's hooks runs: Unicorn 2.1.4 answers a stop that arrives
+        inside a hook by executing the block again from its start on resume
+        (``emu_stop`` in Unicorn's ``uc.c`` sets ``stop_request``, which the
+        hook's caller honours by exiting the CPU loop without restoring the
+        guest state to the hooked instruction), so a guest's lock acquired
+        earlier in that block would be taken twice.  Such a tick is skipped;
+        the next one stops the core."""
+        if self.hook_lock.acquire(blocking=False):
+            try:
+                self.slices.stop()
+            finally:
+                self.hook_lock.release()
 
     def stop_after_instruction(self) -> None:
         self.slices.stop_after_instruction()
@@ -220,6 +240,10 @@ class Core:
 
     def cpl(self) -> int:
         return self.linear.cpl()
+
+    def supervisor_protected(self) -> bool:
+        """CPL 0 of protected or long mode (who may call a monitor)."""
+        return self.linear.supervisor_protected()
 
     def buffer_pages(self, address: int, length: int) -> tuple[tuple[int, int], ...] | None:
         """The guest-physical pieces of the linear buffer [address,

@@ -53,17 +53,20 @@ _REGISTER_BYTES = 4  # device registers are 32-bit, at 4-byte aligned offsets
 
 def guarded(method: Callable) -> Callable:
     """Run a Unicorn hook so that a Python exception stops emulation and is
-    re-raised after ``emu_start`` returns, instead of vanishing in ctypes."""
+    re-raised after ``emu_start`` returns, instead of vanishing in ctypes;
+    and so that another thread's preemption (:meth:`Core.preempt`) waits
+    until the hook is done."""
 
     @functools.wraps(method)
     def wrapper(self: CoreExits, *args):
-        try:
-            return method(self, *args)
-        except BaseException as error:  # noqa: BLE001 - re-raised after emu_start
-            if self.core.hook_error is None:
-                self.core.hook_error = error
-            self.core.request_stop()
-            return False
+        with self.core.hook_lock:
+            try:
+                return method(self, *args)
+            except BaseException as error:  # noqa: BLE001 - re-raised after emu_start
+                if self.core.hook_error is None:
+                    self.core.hook_error = error
+                self.core.request_stop()
+                return False
 
     return wrapper
 
@@ -179,7 +182,10 @@ class CoreExits:
     # ------------------------------------------------------------ RDTSC, RDMSR, WRMSR
     @guarded
     def _on_special_instruction(self, uc: Uc, address: int, size: int, _data: object) -> None:
-        opcode = self.core.linear.read(address, 2)
+        try:
+            opcode = self.core.linear.read(address, 2)
+        except (TranslationFault, GuestFault):
+            return  # not one of ours: the guest remapped the site (its own instruction faults, if at all)
         if opcode == OPCODE_RDTSC:
             self._set_edx_eax(clock.tsc_at(self.core.clock.now_ns()))
         elif opcode == OPCODE_RDMSR:

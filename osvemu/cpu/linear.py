@@ -35,6 +35,9 @@ ForeignAccess = Callable[[Access, int, int], Unmapped]
 #: QEMU's hidden-flag bits for the code segment's width (target/i386/cpu.h HF_CS32_SHIFT, HF_CS64_SHIFT).
 HF_CS32 = 1 << 4
 HF_CS64 = 1 << 15
+#: ... and for CR0.PE and EFLAGS.VM (HF_PE_SHIFT, HF_VM_SHIFT).
+HF_PE = 1 << 7
+HF_VM = 1 << 17
 #: What a refused read returns, byte by byte (a bus nothing answers on).
 REFUSED_READ_BYTE = 0xFF
 
@@ -146,6 +149,12 @@ class LinearMemory:
     def cpl(self) -> int:
         """The current privilege level (QEMU's hidden flags, bits 1:0)."""
         return self._internals.hflags() & 3
+
+    def supervisor_protected(self) -> bool:
+        """CPL 0 in protected or long mode (not real or virtual-8086 mode),
+        from one read of QEMU's hidden flags (HF_PE, HF_VM)."""
+        flags = self._internals.hflags()
+        return flags & HF_PE != 0 and flags & HF_VM == 0 and flags & 3 == 0
 
     def code_linear(self, offset: int) -> int:
         """The linear address of ``offset`` in the current code segment."""
