@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from elftools.common.exceptions import ELFError
+from elftools.construct.core import ConstructError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
@@ -33,6 +34,14 @@ XEN_ELFNOTE_PHYS32_ENTRY = 18
 #: Elf64_Nhdr: namesz, descsz, type (System V gABI "Note Section").
 NOTE_HEADER = struct.Struct("<III")
 NOTE_ALIGN = 4
+#: The largest image read: far above any kernel osvemu boots, and a bound
+#: on what a file name such as /dev/zero can make it read.
+MAX_IMAGE_BYTES = 256 << 20
+#: What pyelftools raises on a malformed file: its own errors, and the
+#: Python errors of the structures it parses from fields nobody checked
+#: (an offset past 2**63, a count that divides by zero, an assertion).
+_MALFORMED = (ELFError, ConstructError, struct.error, ValueError, KeyError, IndexError, AttributeError, TypeError,
+              OverflowError, ZeroDivisionError, AssertionError, RecursionError, UnicodeError)
 
 
 @dataclass(frozen=True)
@@ -91,7 +100,7 @@ class SourceLines:
                     index = state.file - base
                     name = files[index].name.decode() if 0 <= index < len(files) else "?"
                     rows.append((state.address, name, state.line))
-        except (ELFError, ValueError, KeyError, IndexError, AttributeError, struct.error):
+        except _MALFORMED:  # line numbers are a convenience: malformed debug information has none
             return []
         rows.sort()
         return rows
@@ -114,13 +123,18 @@ class KernelImage:
 def load_image(path: str | Path) -> KernelImage:
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_IMAGE_BYTES + 1)
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise ImageError(f"{path}: is a directory, not an ELF image") from None
     except OSError as error:
         raise ImageError(f"{path}: cannot read: {error.strerror}") from None
+    except ValueError:  # a NUL in the name
+        raise ImageError(f"{path!r}: not a valid file name") from None
+    if len(raw) > MAX_IMAGE_BYTES:
+        raise ImageError(f"{path}: larger than {MAX_IMAGE_BYTES >> 20} MiB: not a kernel image")
     return parse_image(raw, str(path))
 
 
@@ -140,8 +154,9 @@ def parse_image(raw: bytes, name: str = "<image>") -> KernelImage:
         entry = elf["e_entry"]
     except ImageError:
         raise
-    except (ELFError, struct.error, ValueError, KeyError, IndexError, AttributeError) as error:
-        raise ImageError(f"{name}: malformed or truncated ELF ({error})") from None
+    except _MALFORMED as error:
+        detail = str(error)[:120] or type(error).__name__
+        raise ImageError(f"{name}: malformed or truncated ELF ({detail})") from None
     if entry32 is None:
         raise ImageError(f"{name}: no PVH entry point (ELF note \"Xen\" type {XEN_ELFNOTE_PHYS32_ENTRY}, "
                          "XEN_ELFNOTE_PHYS32_ENTRY)")

@@ -82,7 +82,10 @@ def _osv_section(machine: Machine) -> dict:
 
 def check_writable(path: str | Path) -> None:
     """Fail before the run, not after it, when the report cannot be written."""
-    parent = Path(path).resolve().parent
+    try:
+        parent = Path(path).resolve().parent
+    except (OSError, RuntimeError) as error:  # a symlink loop is a RuntimeError in Python 3.11
+        raise ConfigError(f"--report {path}: {error}") from None
     if not parent.is_dir():
         raise ConfigError(f"--report {path}: directory {parent} does not exist")
 

@@ -115,7 +115,7 @@ BAD_CONFIGS = [
     ("[[kernel]]\nname='a'\ncores=[0]\non_violation='shrug'\n", "log or stop"),
     ("[[kernel]]\nname='a'\ncores=[0]\n[[channel]]\nkernels=['a','z']\n", "no kernel named 'z'"),
     ("this is not toml\n", "not valid TOML"),
-    ("[machine]\nsockets=0\n[[kernel]]\ncores=[0]\n", "--sockets"),
+    ("[machine]\nsockets=0\n[[kernel]]\ncores=[0]\n", "sockets: expected an integer"),
 ]
 
 
@@ -143,6 +143,7 @@ memory = "256M"
 [[channel]]
 name = "results"
 kernels = ["k0", "k1", "k2", "k3"]
+notify = [248]
 """
 #: The smallest workloads that still run the result protocol between kernels.
 KERNEL = ('[[kernel]]\nname = "k{i}"\nimage = "{image}"\ncmdline = "quiet primes=1000 rounds=5{extra}"\n'
@@ -205,7 +206,7 @@ def test_an_attacking_kernel_is_refused_and_harms_nobody(tmp_path):
     for address in (f"{past_ram:#x}", "0x40000000", "0x100000000", "0xfec00000"):
         assert f"read of {address} (8 bytes) outside the kernel's memory" in text
         assert f"write to {address} (8 bytes) outside the kernel's memory" in text
-    for errno_reason in ("not wholly in the caller's RAM", "outside 96..4096", "channel 99 does not exist",
+    for errno_reason in ("buffer 0x40000000+0x80 reaches guest-physical 0x40000000, not the caller's RAM", "outside 96..4096", "channel 99 does not exist",
                          "kernel 999 is not another kernel", "vector 2 is outside", "no hypercall 77"):
         assert errno_reason in text
     attacker = "\n".join(l for l in lines if l.startswith("[k1]"))

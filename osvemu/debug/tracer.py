@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
+import reprlib
 import sys
 from dataclasses import dataclass, field
 from typing import IO, ClassVar
@@ -91,8 +93,17 @@ class TraceOptions:
 
     @classmethod
     def from_args(cls, args) -> TraceOptions:
+        """The trace options of the command line, each checked here except
+        what needs the image (symbol names are looked up once it is loaded)."""
         if args.fast:
             raise ConfigError("osvemu trace runs in the deterministic mode; --fast is not supported")
+        for what, text in (("--from", args.start), ("--until", args.until)):
+            if text is not None:
+                check_location(text, what)
+        if args.range is not None:
+            split_range(args.range)
+        for watch in args.watch:
+            split_watch(watch)
         return cls(args.core, args.start, args.until, args.range, args.count, args.events_only, args.regs,
                    args.watch, args.output)
 
@@ -117,21 +128,63 @@ class TraceOptions:
         return None  # the machine's default: standard output
 
 
-def resolve(text: str, image: KernelImage, what: str) -> int:
-    """A number (any base Python reads) or a symbol of the image."""
+#: Addresses are 64-bit; a watched range is at most this long.
+ADDRESS_LIMIT = 1 << 64
+MAX_WATCH_LENGTH = 1 << 30
+#: What a symbol name may look like (C, assembler and linker names).
+_SYMBOL = re.compile(r"[A-Za-z_.$][\w.$@]{0,255}", re.ASCII)
+
+
+def _number(text: str) -> int | None:
     try:
         return int(text, 0)
     except ValueError:
-        address = image.symbols.address_of(text)
-        if address is None:
-            raise ConfigError(f"{what} {text}: no such symbol in {image.path}") from None
-        return address
+        return None
+
+
+def check_location(text: str, what: str) -> None:
+    """``text`` is an address 0..2**64-1 or looks like a symbol name."""
+    number = _number(text)
+    if number is None and not _SYMBOL.fullmatch(text):
+        raise ConfigError(f"{what} {reprlib.repr(text)}: expected an address or a symbol name")
+    if number is not None and not 0 <= number < ADDRESS_LIMIT:
+        raise ConfigError(f"{what} {reprlib.repr(text)}: an address is 0..{ADDRESS_LIMIT - 1:#x}")
+
+
+def split_range(text: str) -> tuple[str, str]:
+    """``LO-HI`` as its two locations, each checked."""
+    low, sep, high = text.partition("-")
+    if not sep:
+        raise ConfigError(f"--range {reprlib.repr(text)}: expected LO-HI")
+    check_location(low, "--range")
+    check_location(high, "--range")
+    return low, high
+
+
+def split_watch(text: str) -> tuple[str, int]:
+    """``ADDR[:LEN]`` as its location and length (default 8), each checked."""
+    where, sep, length = text.partition(":")
+    check_location(where, "--watch")
+    size = _number(length) if sep else 8
+    if size is None or not 1 <= size <= MAX_WATCH_LENGTH:
+        raise ConfigError(f"--watch {reprlib.repr(text)}: the length must be an integer 1..{MAX_WATCH_LENGTH:#x}")
+    return where, size
+
+
+def resolve(text: str, image: KernelImage, what: str) -> int:
+    """A number (any base Python reads) or a symbol of the image."""
+    check_location(text, what)
+    number = _number(text)
+    if number is not None:
+        return number
+    address = image.symbols.address_of(text)
+    if address is None:
+        raise ConfigError(f"{what} {text}: no such symbol in {image.path}")
+    return address
 
 
 def parse_range(text: str, image: KernelImage) -> tuple[int, int]:
-    low, sep, high = text.partition("-")
-    if not sep:
-        raise ConfigError(f"--range {text}: expected LO-HI")
+    low, high = split_range(text)
     lo, hi = resolve(low, image, "--range"), resolve(high, image, "--range")
     if hi < lo:
         raise ConfigError(f"--range {text}: the end is below the start")
@@ -139,11 +192,11 @@ def parse_range(text: str, image: KernelImage) -> tuple[int, int]:
 
 
 def parse_watch(text: str, image: KernelImage) -> tuple[int, int]:
-    where, _, length = text.partition(":")
-    size = int(length, 0) if length else 8
-    if size < 1:
-        raise ConfigError(f"--watch {text}: length must be positive")
-    return resolve(where, image, "--watch"), size
+    where, size = split_watch(text)
+    address = resolve(where, image, "--watch")
+    if address + size > ADDRESS_LIMIT:
+        raise ConfigError(f"--watch {text}: the range passes the end of the address space")
+    return address, size
 
 
 class Tracer:

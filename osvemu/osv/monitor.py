@@ -20,14 +20,11 @@ from dataclasses import dataclass, field
 from osvemu.cpu.memory import MemoryBank
 from osvemu.events import ViolationKind
 from osvemu.osv import hypercalls
-from osvemu.osv.config import KernelPlan
+from osvemu.osv.config import CHANNEL_BASE, KernelPlan
 from osvemu.platform import layout
 from osvemu.platform.ends import EXIT_VIOLATION
 from osvemu.platform.topology import MemoryRange
 
-#: Guest-physical base of the shared channels: in the 32-bit PCI hole, typed
-#: reserved in every member's memory map.
-CHANNEL_BASE = 0xE000_0000
 #: CPUID leaf 0x40000000: the hypervisor signature ("OSVOSVOSVOSV"), as KVM
 #: and Xen announce themselves; CPUID.1:ECX bit 31 says a hypervisor is present.
 HYPERVISOR_LEAF = 0x4000_0000

@@ -16,16 +16,13 @@ from __future__ import annotations
 from osvemu.cpu.memory import Mapping, MemoryBank, MemoryView
 from osvemu.errors import ImageError
 from osvemu.image import KernelImage, load_image
-from osvemu.osv.config import OsvConfig
+from osvemu.osv.config import MAX_GUEST_RAM, OsvConfig
 from osvemu.osv.ipi_policy import PartitionLayout, make_policy
-from osvemu.osv.monitor import CHANNEL_BASE, ChannelPlacement, OsvMonitor, PartitionInfo
+from osvemu.osv.monitor import ChannelPlacement, OsvMonitor, PartitionInfo
 from osvemu.platform import layout
 from osvemu.platform.firmware import FirmwareView
 from osvemu.platform.plan import KernelPlacement, MachineMemory, MachinePlan
 from osvemu.platform.topology import MemoryRange
-
-#: The most RAM a partition can have: from 1 MiB up to the channels.
-MAX_GUEST_RAM = CHANNEL_BASE - layout.LOW_MEMORY_END
 
 
 def osv_plan(config: OsvConfig, images: dict[str, KernelImage] | None = None) -> MachinePlan:
@@ -62,13 +59,10 @@ def osv_plan(config: OsvConfig, images: dict[str, KernelImage] | None = None) ->
 
 
 def _place_channels(config: OsvConfig) -> list[ChannelPlacement]:
-    """Each channel's memory, placed one after another from CHANNEL_BASE."""
-    placed, gpa = [], CHANNEL_BASE
-    for channel in config.channels:
-        placed.append(ChannelPlacement(channel.name, gpa, channel.size, channel.kernels,
-                                       MemoryBank(channel.size, f"channel {channel.name}"), channel.notify_vectors))
-        gpa += channel.size
-    return placed
+    """Each channel's memory at its guest-physical address (OsvConfig.channel_addresses)."""
+    return [ChannelPlacement(channel.name, gpa, channel.size, channel.kernels,
+                             MemoryBank(channel.size, f"channel {channel.name}"), channel.notify_vectors)
+            for channel, gpa in zip(config.channels, config.channel_addresses)]
 
 
 def _firmware_view(config: OsvConfig, partition: PartitionInfo) -> FirmwareView:

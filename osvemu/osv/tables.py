@@ -61,18 +61,22 @@ def write_raw(kernel: Kernel, directory: str | Path) -> list[Path]:
     except OSError as error:
         raise ConfigError(f"--raw {directory}: {error.strerror}") from None
     read = kernel.view.read
-    written = []
+    files: list[tuple[Path, bytes]] = []
     for signature, table in acpi.read_tables(read, layout.RSDP_ADDRESS).items():
-        written.append(directory / f"{signature.decode().lower()}.dat")
-        written[-1].write_bytes(table)
+        files.append((directory / f"{signature.decode().lower()}.dat", table))
     pointer = mptable.find_floating_pointer(read)
     address = mptable.parse_floating_pointer(read(pointer, 16))
     length = mptable.CONFIG_HEADER.unpack_from(read(address, mptable.CONFIG_HEADER.size))[1]
-    written.append(directory / "mptable.dat")
-    written[-1].write_bytes(read(pointer, 16) + read(address, length))
+    files.append((directory / "mptable.dat", read(pointer, 16) + read(address, length)))
     info = StartInfo.unpack(read(kernel.firmware.start_info_address, START_INFO.size))
-    written.append(directory / "e820.dat")
-    written[-1].write_bytes(read(info.memmap_paddr, 24 * info.memmap_entries))
+    files.append((directory / "e820.dat", read(info.memmap_paddr, 24 * info.memmap_entries)))
+    written = []
+    for path, data in files:
+        try:
+            path.write_bytes(data)
+        except OSError as error:
+            raise ConfigError(f"--raw {directory}: cannot write {path.name}: {error.strerror}") from None
+        written.append(path)
     return written
 
 
