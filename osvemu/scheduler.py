@@ -9,9 +9,10 @@ configuration and the quantum -- never on what another kernel does (only a
 NOTIFY or a shared channel, which it accepted, can reach it).
 
 Fast mode (``--fast``) runs uncounted slices that a host timer thread ends
-with ``emu_stop`` (several times the throughput of counted slices, which pay
-for Unicorn's per-instruction count check).  Virtual time is then host
-time, and the run is not reproducible.
+where a translation block starts (:meth:`Core.preempt`; several times the
+throughput of counted slices, which pay for Unicorn's per-instruction count
+check).  Virtual time is then host time, and the run is not reproducible,
+but the guest's results are the same.
 """
 
 from __future__ import annotations
@@ -124,6 +125,8 @@ class Scheduler:
         self._host_start = time.monotonic()
         self._deadline = self._host_start + self.limits.timeout if self.limits.timeout else None
         if self.fast or self._deadline is not None:
+            for core in self.machine.cores:
+                core.enable_preemption()
             self._stopper = _SliceStopper(self, FAST_SLICE_SECONDS if self.fast else None, self._deadline)
 
     def finish(self, outcome: tuple[int, str] | None) -> RunResult:
@@ -278,7 +281,8 @@ class Scheduler:
         return self.machine.run_status(), why
 
     def stop_current(self) -> None:
-        """From another thread: end the running slice (see Core.preempt)."""
+        """From another thread: end the running slice where its next
+        translation block starts (see Core.preempt)."""
         core = self._current
         if core is not None:
             core.preempt()
@@ -296,7 +300,8 @@ class _SliceStopper:
     """A host timer thread that ends the running slice: every ``period``
     seconds (fast mode's preemption), and at the wall-clock ``deadline`` of
     --timeout whatever the guest is doing (a slice of a long quantum, a
-    slow hook)."""
+    slow hook).  The slice ends where its next translation block starts,
+    never inside an instruction (:meth:`Core.preempt`)."""
 
     def __init__(self, scheduler: Scheduler, period: float | None, deadline: float | None) -> None:
         self._scheduler = scheduler

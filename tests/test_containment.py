@@ -14,6 +14,7 @@ both policies, is the slow test at the end.
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -127,7 +128,8 @@ def machines(tmp_path_factory, attacker_elf):
 
 
 @pytest.mark.parametrize("policy", ["log", "stop"])
-@pytest.mark.parametrize("attacks", [ATTACKS, MORE_ATTACKS], ids=["15-attacks", "4-more"])
+@pytest.mark.parametrize("attacks", [ATTACKS, pytest.param(MORE_ATTACKS, marks=pytest.mark.slow)],
+                         ids=["15-attacks", "4-more"])
 def test_attacks_leave_the_victim_exactly_as_an_honest_neighbour_does(machines, attacks, policy):
     honest, hostile = machines(attacks, "honest"), machines(attacks, policy)
     assert honest.kernel("victim").end.clean and honest.status == 0
@@ -323,3 +325,22 @@ def test_a_long_hypercall_flood_stays_in_bounded_memory(tmp_path, attacker_elf):
     total, kept, max_rss_kib = map(int, done.stdout.split())
     assert (total, kept) == (200_000, 128)
     assert max_rss_kib < 300 * 1024
+
+
+@pytest.mark.parametrize("attack", ["alias", pytest.param("stack", marks=pytest.mark.slow),
+                                    pytest.param("user_hypercall", marks=pytest.mark.slow)])
+def test_an_attack_has_the_same_outcome_under_fast(tmp_path, attacker_elf, attack):
+    """Fast mode's uncounted slices refuse, record and contain exactly as
+    counted ones do: same attacker console, same violations."""
+    config = tmp_path / "pair.toml"
+    config.write_text(CHANNEL_LAYOUT.format(image=attacker_elf).replace("attack=notify target=0 count=300",
+                                                                        f"attack={attack}"))
+    outcomes = []
+    for mode in ([], ["--fast"]):
+        report = tmp_path / f"report{len(outcomes)}.json"
+        done = run_osvemu("boot", "--config", config, *mode, "--timeout", "60", "--report", report)
+        assert done.returncode == 0, done.stderr
+        data = json.loads(report.read_text())
+        outcomes.append(([line for line in done.stdout.splitlines() if line.startswith("[sender]")],
+                         [(v["kind"], v["reason"]) for v in data["violations"]]))
+    assert outcomes[1] == outcomes[0]

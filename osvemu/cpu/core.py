@@ -12,7 +12,6 @@ reports) and :mod:`~osvemu.cpu.scratch` (pages for refused accesses).
 from __future__ import annotations
 
 import ctypes
-import threading
 from collections.abc import Callable, Sequence
 
 import capstone
@@ -94,7 +93,7 @@ class Core:
         self.nmi_pending = False
         self.fault: FaultReport | None = None
         self.hook_error: BaseException | None = None
-        self.hook_lock = threading.Lock()  # held while a hook runs (see preempt)
+        self.refused_access_at: int | None = None  # guest-physical address of a refused access, uncounted
         self.skip_breakpoint_at: int | None = None  # a debugger breakpoint to run through once
         self.uc = Uc(UC_ARCH_X86, UC_MODE_64)  # for osvemu.cpu's own modules; tools use the accessors
         self.uc.ctl_set_tcg_buffer_size(TCG_BUFFER_SIZE)
@@ -164,6 +163,8 @@ class Core:
         how many retired (exact when ``count`` > 0)."""
         retired, error = self.slices.run(count, now_ns)
         self.scratch.release()
+        if self.refused_access_at is not None and error is not None:
+            error = self._complete_refused_access(now_ns)
         self.instructions += retired
         self.slices_run += 1
         if self.hook_error is not None:
@@ -176,6 +177,22 @@ class Core:
         lifecycle.note_halt(self)
         return retired
 
+    def _complete_refused_access(self, now_ns: int) -> UcError | None:
+        """Uncounted, a refused access ended its slice before the instruction
+        (the scratch page could not be withdrawn after it: fast mode has no
+        per-instruction stop).  The instruction now runs alone, counted, on
+        the scratch page, so its read sees all ones, its write vanishes, and
+        the next access is trapped and recorded again, as in counted mode.
+        Unicorn ignores a count on code translated uncounted, so the
+        translations are dropped around the step."""
+        address, self.refused_access_at = self.refused_access_at, None
+        self.scratch.map(address, SCRATCH_FILL)
+        self.flush_translations()
+        _, error = self.slices.run(1, now_ns)
+        self.scratch.release()
+        self.flush_translations()
+        return error
+
     @property
     def paused_mid_slice(self) -> bool:
         return self.slices.paused_mid_slice
@@ -187,19 +204,14 @@ class Core:
 
     def preempt(self) -> None:
         """From another thread (fast mode's timer, the --timeout watchdog):
-        end the running slice at the next block boundary.  Never while one
-        of the core's hooks runs: Unicorn 2.1.4 answers a stop that arrives
-        inside a hook by executing the block again from its start on resume
-        (``emu_stop`` in Unicorn's ``uc.c`` sets ``stop_request``, which the
-        hook's caller honours by exiting the CPU loop without restoring the
-        guest state to the hooked instruction), so a guest's lock acquired
-        earlier in that block would be taken twice.  Such a tick is skipped;
-        the next one stops the core."""
-        if self.hook_lock.acquire(blocking=False):
-            try:
-                self.slices.stop()
-            finally:
-                self.hook_lock.release()
+        end the running slice where its next translation block starts, so
+        that no instruction is left half done to run again on resume
+        (:meth:`SliceRunner.preempt`)."""
+        self.slices.preempt()
+
+    def enable_preemption(self) -> None:
+        """Before a run another thread will preempt (:meth:`preempt`)."""
+        self.slices.enable_preemption()
 
     def stop_after_instruction(self) -> None:
         self.slices.stop_after_instruction()

@@ -53,20 +53,17 @@ _REGISTER_BYTES = 4  # device registers are 32-bit, at 4-byte aligned offsets
 
 def guarded(method: Callable) -> Callable:
     """Run a Unicorn hook so that a Python exception stops emulation and is
-    re-raised after ``emu_start`` returns, instead of vanishing in ctypes;
-    and so that another thread's preemption (:meth:`Core.preempt`) waits
-    until the hook is done."""
+    re-raised after ``emu_start`` returns, instead of vanishing in ctypes."""
 
     @functools.wraps(method)
     def wrapper(self: CoreExits, *args):
-        with self.core.hook_lock:
-            try:
-                return method(self, *args)
-            except BaseException as error:  # noqa: BLE001 - re-raised after emu_start
-                if self.core.hook_error is None:
-                    self.core.hook_error = error
-                self.core.request_stop()
-                return False
+        try:
+            return method(self, *args)
+        except BaseException as error:  # noqa: BLE001 - re-raised after emu_start
+            if self.core.hook_error is None:
+                self.core.hook_error = error
+            self.core.request_stop()
+            return False
 
     return wrapper
 
@@ -172,6 +169,9 @@ class CoreExits:
         kind = _ACCESS.get(access, Access.READ)
         verdict = self.core.platform.unmapped_access(self.core, kind, address, size)
         if verdict is Unmapped.SCRATCH:
+            if not self.core.slices.counted:
+                self.core.refused_access_at = address  # Core.run completes it, alone (Core._complete_refused_access)
+                return False
             self.core.map_scratch_page(address)
             return True  # retry the access on the scratch page
         if verdict is Unmapped.FAULT and not self.core.stopped:

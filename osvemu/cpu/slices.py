@@ -3,7 +3,8 @@
 A slice is one ``emu_start`` with an instruction count (deterministic mode)
 or without one (fast mode, ended from another thread).  The runner also
 holds the ways a slice ends early and resumably: a breakpoint pauses before
-its instruction, a watchpoint or a device access after it.
+its instruction, a watchpoint or a device access after it, another thread's
+preemption where a translation block starts.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from osvemu.clock import CoreClock
 from osvemu.cpu import x86
 from osvemu.cpu.linear import LinearMemory
 from osvemu.cpu.paging import TranslationFault
-from osvemu.cpu.ucinternals import CoreInternals
+from osvemu.cpu.ucinternals import BlockStop, CoreInternals
 from osvemu.errors import GuestFault
 
 PAGE_OFFSET_MASK = x86.PAGE_SIZE - 1
@@ -32,6 +33,7 @@ class SliceRunner:
         self.paused_mid_slice = False
         self._stopped_before_instruction = False
         self._checked_until: tuple[int, int] | None = None
+        self._block_stop: BlockStop | None = None  # installed by enable_preemption
 
     def run(self, count: int, now_ns: int) -> tuple[int, UcError | None]:
         """Execute up to ``count`` instructions (0 = until stopped) from RIP;
@@ -42,6 +44,8 @@ class SliceRunner:
         self._stopped_before_instruction = False
         rip = self._uc.reg_read(r.UC_X86_REG_RIP)
         error: UcError | None = None
+        if self._block_stop is not None:
+            self._block_stop.disarm()  # a preemption that came after the last slice had ended
         self.running = True
         try:
             self._uc.emu_start(rip, self._slice_until(rip), 0, count)
@@ -97,9 +101,28 @@ class SliceRunner:
 
     # ------------------------------------------------------------ ending a slice
     def stop(self) -> None:
-        """End the running slice now (from another thread, or from a hook
-        whose instruction will not resume: a fault, INIT, the exit port)."""
+        """From a hook whose instruction will not resume (a fault, INIT, the
+        end of its kernel): end the running slice at Unicorn's next check --
+        before the next instruction that has a code hook, after the next
+        memory access (rewound to that instruction's start), or where the
+        next block starts, whichever comes first."""
         self._uc.emu_stop()
+
+    def preempt(self) -> None:
+        """From another thread (fast mode's timer, the --timeout watchdog):
+        end the running slice where the next translation block starts,
+        every instruction before it complete and none after it begun.
+        ``emu_stop`` could land between an instruction's store and its end,
+        and the instruction would run again (see :class:`BlockStop`).
+        Needs :meth:`enable_preemption` first."""
+        self._block_stop.arm()
+
+    def enable_preemption(self) -> None:
+        """Install the block stop before a run that is preempted (fast mode,
+        a --timeout): it costs a helper call per translation block, which a
+        run that is never preempted does not pay."""
+        if self._block_stop is None:
+            self._block_stop = BlockStop(self._uc)
 
     def stop_after_instruction(self) -> None:
         """From inside an MMIO or port I/O hook: end the slice once the
@@ -117,12 +140,14 @@ class SliceRunner:
 
     def pause_after_instruction(self) -> None:
         """From a memory hook (a watchpoint): stop once the accessing
-        instruction completes; the scheduler resumes the rest of the slice."""
+        instruction completes; the scheduler resumes the rest of the slice.
+        Uncounted, the slice stops where the next block starts (``emu_stop``
+        here would rewind the instruction, to run its access again)."""
         self.paused_mid_slice = True
         if self.counted:
             self._internals.end_slice_here()
         else:
-            self._uc.emu_stop()
+            self.preempt()
 
 
 __all__ = ["SliceRunner"]
