@@ -236,6 +236,8 @@ class Scheduler:
         self.rounds += 1
         if not ran or self.rounds % HUNG_CHECK_ROUNDS == 0:
             self.machine.end_hung_kernels()
+            if self.machine.restart_due_kernels():
+                ran = True  # a kernel booted again has a core to run
             if self.machine.exit is not None:
                 return self.machine.exit.status, self._ended_reason()
         if not self._advance_time(ran):

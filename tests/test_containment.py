@@ -301,7 +301,7 @@ def _honest_16(tmp_path_factory, attacker_elf):
 
 
 FLOOD_RSS = """
-import resource, sys
+import sys
 from osvemu.osv.config import load_config
 from osvemu.osv.plan import osv_plan
 from osvemu.platform.machine import Machine
@@ -310,7 +310,9 @@ machine = Machine(osv_plan(load_config(sys.argv[1])), console=lambda line: None)
 machine.boot()
 Scheduler(machine).run()
 monitor = machine.monitor
-print(monitor.violation_count, len(monitor.violations), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+# VmHWM: this process's peak RSS since exec (ru_maxrss would carry the forking parent's over exec).
+peak = next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(monitor.violation_count, len(monitor.violations), peak)
 """
 
 
@@ -344,3 +346,18 @@ def test_an_attack_has_the_same_outcome_under_fast(tmp_path, attacker_elf, attac
         outcomes.append(([line for line in done.stdout.splitlines() if line.startswith("[sender]")],
                          [(v["kind"], v["reason"]) for v in data["violations"]]))
     assert outcomes[1] == outcomes[0]
+
+
+def test_kernels_that_can_never_run_again_are_restarted_too(tmp_path, attacker_elf):
+    """A kernel found halted or hung (not a fault it reported itself) is
+    booted again by its restart policy, and the run still ends by itself."""
+    config = tmp_path / "lives.toml"
+    config.write_text(CHANNEL_LAYOUT.format(image=attacker_elf).split("[[channel]]")[0]
+                      .replace("attack=none", "attack=halt").replace("attack=notify target=0 count=300", "attack=spin")
+                      .replace('memory = { size = "64M" }', 'memory = { size = "64M" }\nrestart = 2'))
+    done = run_osvemu("boot", "--config", config, "--report", tmp_path / "r.json")
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [[life["end"] for life in kernel["lives"]] for kernel in report["kernels"]] == [["halted"] * 3, ["hung"] * 3]
+    assert done.returncode == EXIT_HUNG
+    assert done.stderr.splitlines() == ['osvemu: kernel "sender": hung: no core can run again: spinning with interrupts off']
+    assert done.stdout.count("[receiver] attacker: attack=halt") == 3

@@ -213,12 +213,14 @@ class Machine:
         kernel.cores[0].start(pvh_entry_context(), pvh_entry_registers(kernel.image.entry32,
                                                                        firmware.start_info_address))
 
-    def restart_due_kernels(self) -> None:
+    def restart_due_kernels(self) -> bool:
         """Boot again every kernel that ended with restarts left (between
-        slices: its cores may have been mid-slice when it ended)."""
-        for kernel in self.kernels:
-            if kernel.restart_due:
-                self._restart(kernel)
+        slices: its cores may have been mid-slice when it ended); whether
+        one was."""
+        due = [kernel for kernel in self.kernels if kernel.restart_due]
+        for kernel in due:
+            self._restart(kernel)
+        return bool(due)
 
     def _restart(self, kernel: Kernel) -> None:
         """A new life in the same partition (Jailhouse's cell restart): its
