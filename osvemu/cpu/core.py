@@ -70,6 +70,9 @@ _SEGMENT_NAMES = {r.UC_X86_REG_ES: "es", r.UC_X86_REG_CS: "cs", r.UC_X86_REG_SS:
 _HOOK_KINDS = {"write": UC_HOOK_MEM_WRITE, "read": UC_HOOK_MEM_READ, "access": UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE}
 #: Above this many bytes, dropping all translated code is cheaper than a range.
 _INVALIDATE_LIMIT = 16 * x86.PAGE_SIZE
+#: Tries at the one counted step that completes a refused access (a preemption
+#: that lands before the step's first instruction leaves it undone).
+_REFUSED_STEP_ATTEMPTS = 64
 #: Room for the largest register Unicorn reads into a buffer (an x87 or SSE register).
 _RAW_REGISTER_BYTES = 64
 
@@ -163,7 +166,7 @@ class Core:
         how many retired (exact when ``count`` > 0)."""
         retired, error = self.slices.run(count, now_ns)
         self.scratch.release()
-        if self.refused_access_at is not None and error is not None:
+        if self.refused_access_at is not None:  # Unicorn's unmapped-access error, or none if a stop came first
             error = self._complete_refused_access(now_ns)
         self.instructions += retired
         self.slices_run += 1
@@ -188,7 +191,11 @@ class Core:
         address, self.refused_access_at = self.refused_access_at, None
         self.scratch.map(address, SCRATCH_FILL)
         self.flush_translations()
-        _, error = self.slices.run(1, now_ns)
+        rip = self.rip
+        for _ in range(_REFUSED_STEP_ATTEMPTS):  # the fast-mode timer may preempt the step before it begins
+            retired, error = self.slices.run(1, now_ns)
+            if retired or error is not None or self.rip != rip or not self.can_execute:
+                break
         self.scratch.release()
         self.flush_translations()
         return error
