@@ -273,8 +273,8 @@ class Machine:
         """End every kernel still alive with ``make_end(kernel)`` (the run
         is over: idle, or stopped by a limit); no restarts follow."""
         for kernel in self.kernels:
+            kernel.restarts_left, kernel.restart_due = 0, False  # a restart still due does not happen
             if not kernel.ended:
-                kernel.restarts_left = 0
                 self.end_kernel(kernel, make_end(kernel))
 
     def end_hung_kernels(self) -> None:
