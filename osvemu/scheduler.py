@@ -69,7 +69,6 @@ class Scheduler:
         self._deadline: float | None = None
         self._stopper: _SliceStopper | None = None
         self._index = 0  # next core in the current round
-        self._ran_this_round = False
         self._ran_cores: set[int] = set()
         self._resume: tuple[int, int] | None = None  # (instructions left, virtual ns) of a paused slice
         #: Set (by a breakpoint, a trace filter or the debugger) to make
@@ -94,10 +93,14 @@ class Scheduler:
     def _total_instructions(self) -> int:
         return sum(core.instructions for core in self.machine.cores)
 
+    def _fast_ns(self) -> int:
+        """Fast mode's virtual time: host time since the start, plus the idle time skipped."""
+        return int((time.monotonic() - self._host_start) * clock.NS_PER_SECOND) + self._skipped_ns
+
     def _now(self, core: Core) -> int:
         """The virtual time of ``core``'s kernel."""
         if self.fast:
-            return int((time.monotonic() - self._host_start) * clock.NS_PER_SECOND) + self._skipped_ns
+            return self._fast_ns()
         kernel = self._kernel_index[core.index]
         return self.kernel_ns[kernel] if kernel is not None else 0
 
@@ -105,7 +108,7 @@ class Scheduler:
     def now_ns(self) -> int:
         """The latest virtual time of any kernel."""
         if self.fast:
-            return int((time.monotonic() - self._host_start) * clock.NS_PER_SECOND) + self._skipped_ns
+            return self._fast_ns()
         return max(self.kernel_ns, default=0)
 
     # ------------------------------------------------------------ main loop
@@ -208,7 +211,6 @@ class Scheduler:
         self.last_core = core.index
         retired = core.run(count, start_ns)
         self._current = None
-        self._ran_this_round = True
         self._ran_cores.add(core.index)
         if self.on_slice_end is not None:
             self.on_slice_end(core)
@@ -232,15 +234,15 @@ class Scheduler:
 
     def _end_round(self) -> tuple[int, str] | None:
         self._index = 0
-        ran, self._ran_this_round = self._ran_this_round, False
+        ran_cores, self._ran_cores = self._ran_cores, set()
         self.rounds += 1
-        if not ran or self.rounds % HUNG_CHECK_ROUNDS == 0:
+        restarted = False
+        if not ran_cores or self.rounds % HUNG_CHECK_ROUNDS == 0:
             self.machine.end_hung_kernels()
-            if self.machine.restart_due_kernels():
-                ran = True  # a kernel booted again has a core to run
+            restarted = self.machine.restart_due_kernels()  # a kernel booted again has a core to run
             if self.machine.exit is not None:
                 return self.machine.exit.status, self._ended_reason()
-        if not self._advance_time(ran):
+        if not self._advance_time(ran_cores) and not restarted:
             return self._idle_result()
         if self.limits.max_instructions is not None and not self.fast and \
                 self._total_instructions() >= self.limits.max_instructions:
@@ -249,26 +251,26 @@ class Scheduler:
             return self._limit_result(f"stopped after {self.limits.timeout:g} s (--timeout)")
         return None
 
-    def _advance_time(self, ran: bool) -> bool:
-        """Move virtual time on after a round; False when nothing can ever
-        happen again (no core ran and no timer will wake one)."""
+    def _advance_time(self, ran_cores: set[int]) -> bool:
+        """Move virtual time on after a round in which ``ran_cores`` ran;
+        False when nothing can ever happen again (no core ran and no timer
+        will wake one)."""
         if self.fast:
-            if not ran:
+            if not ran_cores:
                 wake_at = self._next_deadline(self.machine.cores)
                 if wake_at is None:
                     return False
                 self._skipped_ns += max(0, wake_at - self.now_ns)
             return True
         step = self.quantum * clock.NS_PER_INSTRUCTION
-        anything = ran
+        anything = bool(ran_cores)
         for kernel in self.machine.kernels:
             self.kernel_ns[kernel.index] += step
-            if not any(core.index in self._ran_cores for core in kernel.cores):
+            if not any(core.index in ran_cores for core in kernel.cores):
                 wake_at = self._next_deadline(kernel.cores)
                 if wake_at is not None:
                     self.kernel_ns[kernel.index] = max(self.kernel_ns[kernel.index], wake_at)
                     anything = True
-        self._ran_cores.clear()
         return anything
 
     def _idle_result(self) -> tuple[int, str]:

@@ -48,3 +48,19 @@ def smp_hello_elf(guest_dir) -> Path:
 @pytest.fixture(scope="session")
 def attacker_elf(guest_dir) -> Path:
     return build("attacker", guest_dir)
+
+
+def attacker_pair(image: Path, receiver: str = "attack=none", sender: str = "attack=none", channel: bool = True,
+                  restart: int | None = None) -> str:
+    """A 1 x 4 machine with two 2-core kernels of the attacker guest,
+    "receiver" (APIC IDs 0-1) and "sender" (2-3), with these command lines;
+    optionally a "doorbell" channel between them allowing NOTIFY vector 0x40,
+    and a restart policy on both."""
+    policy = f"restart = {restart}\n" if restart is not None else ""
+    text = '[machine]\nsockets = 1\ncores_per_socket = 4\nmemory = "256M"\n'
+    for name, cmdline, cores in (("receiver", receiver, "[0, 1]"), ("sender", sender, "[2, 3]")):
+        text += (f'[[kernel]]\nname = "{name}"\nimage = "{image}"\ncmdline = "{cmdline}"\ncores = {cores}\n'
+                 f'memory = {{ size = "64M" }}\n{policy}')
+    if channel:
+        text += '[[channel]]\nname = "doorbell"\nkernels = ["receiver", "sender"]\nnotify = [0x40]\n'
+    return text

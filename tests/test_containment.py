@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import run_osvemu
+from conftest import attacker_pair, run_osvemu
 
 from osvemu.events import ViolationKind
 from osvemu.osv.config import load_config
@@ -199,36 +199,13 @@ def test_notify_refused_without_a_channel(machines):
             in lines
 
 
-CHANNEL_LAYOUT = """[machine]
-sockets = 1
-cores_per_socket = 4
-memory = "256M"
-[[kernel]]
-name = "receiver"
-image = "{image}"
-cmdline = "attack=none"
-cores = [0, 1]
-memory = {{ size = "64M" }}
-[[kernel]]
-name = "sender"
-image = "{image}"
-cmdline = "attack=notify target=0 count=300"
-cores = [2, 3]
-memory = {{ size = "64M" }}
-[[channel]]
-name = "doorbell"
-kernels = ["receiver", "sender"]
-notify = [0x40]
-"""
-
-
 @pytest.mark.parametrize("fast", [False, True], ids=["deterministic", "fast"])
 def test_notify_follows_the_channel_rule_and_the_rate_limit_in_virtual_time(tmp_path, attacker_elf, fast):
     """A channel allowing vector 0x40 between two kernels: 0x40 is delivered,
     at most one per 10 us of the sender's virtual time (the rest EAGAIN),
     every other vector is EPERM -- the same rule under --fast."""
     config = tmp_path / "doorbell.toml"
-    config.write_text(CHANNEL_LAYOUT.format(image=attacker_elf))
+    config.write_text(attacker_pair(attacker_elf, sender="attack=notify target=0 count=300"))
     done = run_osvemu("boot", "--config", config, *(["--fast"] if fast else []), "--report", tmp_path / "r.json")
     assert done.returncode == 0, done.stderr
     lines = [line for line in done.stdout.splitlines() if line.startswith("[sender] attacker: notify: vector")]
@@ -335,8 +312,7 @@ def test_an_attack_has_the_same_outcome_under_fast(tmp_path, attacker_elf, attac
     """Fast mode's uncounted slices refuse, record and contain exactly as
     counted ones do: same attacker console, same violations."""
     config = tmp_path / "pair.toml"
-    config.write_text(CHANNEL_LAYOUT.format(image=attacker_elf).replace("attack=notify target=0 count=300",
-                                                                        f"attack={attack}"))
+    config.write_text(attacker_pair(attacker_elf, sender=f"attack={attack}"))
     outcomes = []
     for mode in ([], ["--fast"]):
         report = tmp_path / f"report{len(outcomes)}.json"
@@ -352,9 +328,7 @@ def test_kernels_that_can_never_run_again_are_restarted_too(tmp_path, attacker_e
     """A kernel found halted or hung (not a fault it reported itself) is
     booted again by its restart policy, and the run still ends by itself."""
     config = tmp_path / "lives.toml"
-    config.write_text(CHANNEL_LAYOUT.format(image=attacker_elf).split("[[channel]]")[0]
-                      .replace("attack=none", "attack=halt").replace("attack=notify target=0 count=300", "attack=spin")
-                      .replace('memory = { size = "64M" }', 'memory = { size = "64M" }\nrestart = 2'))
+    config.write_text(attacker_pair(attacker_elf, "attack=halt", "attack=spin", channel=False, restart=2))
     done = run_osvemu("boot", "--config", config, "--report", tmp_path / "r.json")
     report = json.loads((tmp_path / "r.json").read_text())
     assert [[life["end"] for life in kernel["lives"]] for kernel in report["kernels"]] == [["halted"] * 3, ["hung"] * 3]

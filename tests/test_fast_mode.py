@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import attacker_pair
 from keystone import KS_ARCH_X86, KS_MODE_32, KS_MODE_64, Ks
 from unicorn import UC_ARCH_X86, UC_HOOK_MEM_WRITE, UC_MODE_64, Uc
 from unicorn import x86_const as r
@@ -191,28 +192,7 @@ SENDER_CONSOLE = [
 
 def _two_kernel_config(tmp_path: Path, image: Path) -> Path:
     config = tmp_path / "two.toml"
-    config.write_text(f"""
-[machine]
-sockets = 1
-cores_per_socket = 4
-memory = "256M"
-[[kernel]]
-name = "receiver"
-image = "{image}"
-cmdline = "attack=none"
-cores = [0, 1]
-memory = {{ size = "64M" }}
-[[kernel]]
-name = "sender"
-image = "{image}"
-cmdline = "attack=spin"
-cores = [2, 3]
-memory = {{ size = "64M" }}
-[[channel]]
-name = "doorbell"
-kernels = ["receiver", "sender"]
-notify = [0x40]
-""")
+    config.write_text(attacker_pair(image, sender="attack=spin"))
     return config
 
 

@@ -142,9 +142,6 @@ class Core:
     def reset(self) -> None:
         lifecycle.reset(self)
 
-    def stuck(self) -> bool:
-        return lifecycle.stuck_state(self) is not None
-
     def stuck_state(self) -> str | None:
         return lifecycle.stuck_state(self)
 

@@ -59,14 +59,17 @@ class LinearMemory:
     def translate(self, linear: int, write: bool = False, user: bool = False) -> int:
         """The guest-physical address of ``linear`` (TranslationFault as a #PF
         would; GuestFault when a paging structure lies outside the view)."""
+        return self._walk(linear, self.view.read_u64, write, user)
+
+    def _walk(self, linear: int, read_entry: Callable[[int], int], write: bool = False, user: bool = False) -> int:
+        """The page walk under the core's current paging mode, reading entries with ``read_entry``."""
         cr0, cr3, cr4 = self._uc.reg_read_batch((r.UC_X86_REG_CR0, r.UC_X86_REG_CR3, r.UC_X86_REG_CR4))
-        return translate(linear, cr0, cr3, cr4, self.efer(), self.view.read_u64, write=write, user=user)
+        return translate(linear, cr0, cr3, cr4, self.efer(), read_entry, write=write, user=user)
 
     # ------------------------------------------------------------ guest accesses
     def guest_translate(self, linear: int, write: bool = False, user: bool = False) -> int:
         """:meth:`translate` as the processor's own walk: a paging structure
         outside the view is refused by the platform (recorded) and faults."""
-        cr0, cr3, cr4 = self._uc.reg_read_batch((r.UC_X86_REG_CR0, r.UC_X86_REG_CR3, r.UC_X86_REG_CR4))
 
         def read_entry(gpa: int) -> int:
             if self.view.contains(gpa, 8):
@@ -75,12 +78,11 @@ class LinearMemory:
             error = x86.PF_PRESENT | x86.PF_RSVD | (x86.PF_WRITE if write else 0) | (x86.PF_USER if user else 0)
             raise TranslationFault(linear, error)
 
-        return translate(linear, cr0, cr3, cr4, self.efer(), read_entry, write=write, user=user)
+        return self._walk(linear, read_entry, write, user)
 
     def foreign_paging_structure(self, linear: int) -> int | None:
         """The guest-physical address of the first paging-structure entry
         outside the view that a walk for ``linear`` reads, or None."""
-        cr0, cr3, cr4 = self._uc.reg_read_batch((r.UC_X86_REG_CR0, r.UC_X86_REG_CR3, r.UC_X86_REG_CR4))
         outside: list[int] = []
 
         def read_entry(gpa: int) -> int:
@@ -90,7 +92,7 @@ class LinearMemory:
             raise TranslationFault(linear, 0)
 
         try:
-            translate(linear, cr0, cr3, cr4, self.efer(), read_entry)
+            self._walk(linear, read_entry)
         except TranslationFault:
             pass
         return outside[0] if outside else None

@@ -22,7 +22,6 @@ from osvemu.events import ViolationKind
 from osvemu.osv import hypercalls
 from osvemu.osv.config import CHANNEL_BASE, KernelPlan
 from osvemu.platform import layout
-from osvemu.platform.ends import EXIT_VIOLATION
 from osvemu.platform.topology import MemoryRange
 
 #: CPUID leaf 0x40000000: the hypervisor signature ("OSVOSVOSVOSV"), as KVM
@@ -30,8 +29,6 @@ from osvemu.platform.topology import MemoryRange
 HYPERVISOR_LEAF = 0x4000_0000
 HYPERVISOR_SIGNATURE = b"OSVOSVOSVOSV"
 CPUID_HYPERVISOR = 1 << 31
-#: The exit status of a kernel stopped for a violation (or an impossible fetch).
-VIOLATION_STATUS = EXIT_VIOLATION
 #: Violations kept in full at each end of the record, unless configured.
 DEFAULT_VIOLATION_RECORDS = 64
 
@@ -91,7 +88,6 @@ class KernelAccount:
 class OsvMonitor:
     partitions: tuple[PartitionInfo, ...]
     violation_records: int = DEFAULT_VIOLATION_RECORDS
-    violation_status: int = VIOLATION_STATUS
     exits: Counter[str] = field(default_factory=lambda: Counter({"icr": 0, "hypercall": 0, "violation": 0}))
     accounts: list[KernelAccount] = field(init=False)
     _first: list[Violation] = field(init=False, default_factory=list)
