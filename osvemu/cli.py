@@ -22,6 +22,7 @@ from osvemu.osv.config import MAX_KERNELS
 from osvemu.osv.schema import printable
 from osvemu.platform import layout
 from osvemu.platform.firmware import CMDLINE_MAX
+from osvemu.platform.initrd import load_initrd
 from osvemu.platform.layout import parse_size
 from osvemu.platform.machine import Machine
 from osvemu.platform.plan import bare_plan
@@ -48,7 +49,7 @@ DEFAULT_MEMORY = 2 * layout.GiB
 #: The options --config replaces (it describes the machine and each kernel), and where it says it instead.
 CONFIG_REPLACES = {"sockets": "[machine] sockets", "cores_per_socket": "[machine] cores_per_socket",
                    "memory": "[machine] memory", "cmdline": "each [[kernel]]'s cmdline",
-                   "kernels": "one [[kernel]] table per kernel"}
+                   "kernels": "one [[kernel]] table per kernel", "initrd": "each [[kernel]]'s initrd"}
 
 
 def _shown(text: str) -> str:
@@ -138,7 +139,10 @@ def add_machine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cores-per-socket", type=_integer("cores-per-socket", 1, MAX_CORES_PER_SOCKET), default=None,
                         help=f"cores per socket (default {DEFAULT_CORES_PER_SOCKET})")
     parser.add_argument("--memory", type=_memory_size, default=None, help="RAM size, e.g. 2G (default)")
-    parser.add_argument("--cmdline", type=_cmdline, default=None, help="kernel command line")
+    parser.add_argument("--cmdline", "--append", dest="cmdline", type=_cmdline, default=None,
+                        help="kernel command line (--append, as QEMU calls it)")
+    parser.add_argument("--initrd", type=_path("initrd"), default=None, metavar="FILE",
+                        help="initial RAM disk, handed to the kernel as PVH module 0")
     parser.add_argument("--quantum", type=_integer("quantum", 1, MAX_QUANTUM), default=None,
                         help=f"instructions per core per round in deterministic mode (default {DEFAULT_QUANTUM})")
     parser.add_argument("--fast", action="store_true", help="host-timer preemption: faster, not deterministic")
@@ -216,7 +220,8 @@ def prepare(args: argparse.Namespace, console=None) -> Session:
         if args.image is None:
             raise ConfigError("boot needs an IMAGE")
         image = load_image(args.image)
-        plan = bare_plan(_topology(args), _given(args.cmdline, ""), image)
+        initrd = load_initrd(args.initrd) if args.initrd else None
+        plan = bare_plan(_topology(args), _given(args.cmdline, ""), image, initrd)
     else:
         from osvemu.osv.config import default_config, load_config
         from osvemu.osv.plan import osv_plan
@@ -228,7 +233,8 @@ def prepare(args: argparse.Namespace, console=None) -> Session:
             if args.image is None:
                 raise ConfigError("boot needs an IMAGE (or --config FILE)")
             load_image(args.image)  # a bad image is reported before anything else
-            config = default_config(_topology(args), args.image, _given(args.cmdline, ""), args.kernels)
+            config = default_config(_topology(args), args.image, _given(args.cmdline, ""), args.kernels,
+                                    args.initrd or "")
         plan = osv_plan(config)
     machine = Machine(plan, console=console)
     machine.boot()

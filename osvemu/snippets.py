@@ -213,7 +213,6 @@ def run_snippet(snippet: Snippet, fast: bool = False) -> SnippetRun:
     source = snippet.source + (SET_GATE if snippet.mode == "long" else "")
     code = assemble(source, snippet.mode, snippet.base)
     kernel.view.write(snippet.base, code)
-    machine.intercept_special_instructions(kernel, [(snippet.base, len(code))])
     if snippet.mode == "long":
         _long_mode_tables(kernel.view)
     started = [c.index for c in kernel.cores] if snippet.run_on == "all" else [kernel.cores[0].index]

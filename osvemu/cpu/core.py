@@ -12,6 +12,7 @@ reports) and :mod:`~osvemu.cpu.scratch` (pages for refused accesses).
 from __future__ import annotations
 
 import ctypes
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 import capstone
@@ -68,6 +69,12 @@ _REGISTER_IDS = tuple(GENERAL_REGISTERS.values())
 _SEGMENT_NAMES = {r.UC_X86_REG_ES: "es", r.UC_X86_REG_CS: "cs", r.UC_X86_REG_SS: "ss", r.UC_X86_REG_DS: "ds",
                   r.UC_X86_REG_FS: "fs", r.UC_X86_REG_GS: "gs"}
 _HOOK_KINDS = {"write": UC_HOOK_MEM_WRITE, "read": UC_HOOK_MEM_READ, "access": UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE}
+#: Where each core keeps the VMCB and MSR permission map of its intercepts
+#: (:meth:`CoreInternals.arm_intercepts`): above the 40 physical address bits
+#: of Unicorn's CPU (``TCG_PHYS_ADDR_BITS``, ``qemu/target/i386/cpu.h``), so
+#: no guest page table can reach it (higher address bits are reserved: #PF).
+INTERCEPT_PAGES_BASE = 1 << 40
+INTERCEPT_PAGES_SIZE = 3 * x86.PAGE_SIZE
 #: Above this many bytes, dropping all translated code is cheaper than a range.
 _INVALIDATE_LIMIT = 16 * x86.PAGE_SIZE
 #: Tries at the one counted step that completes a refused access (a preemption
@@ -98,11 +105,17 @@ class Core:
         self.hook_error: BaseException | None = None
         self.refused_access_at: int | None = None  # guest-physical address of a refused access, uncounted
         self.skip_breakpoint_at: int | None = None  # a debugger breakpoint to run through once
+        self.tsc_adjust = 0  # what writes to the TSC MSR moved the counter by
+        self.msr_storage: dict[int, int] = {}  # MSRs that read back what was written (osvemu.cpu.msr)
+        self.msr_counts: Counter[tuple[int, str]] = Counter()  # (MSR, "read"/"write"/"... #GP")
+        self.special_counts: Counter[str] = Counter()  # emulated RDTSC/RDTSCP and SYSCALL
         self.uc = Uc(UC_ARCH_X86, UC_MODE_64)  # for osvemu.cpu's own modules; tools use the accessors
         self.uc.ctl_set_tcg_buffer_size(TCG_BUFFER_SIZE)
         self.internals = CoreInternals(self.uc)
         for mapping in view.mappings:
             self.uc.mem_map_ptr(mapping.gpa, mapping.size, UC_PROT_ALL, mapping.host_address)
+        self.uc.mem_map(INTERCEPT_PAGES_BASE, INTERCEPT_PAGES_SIZE)
+        self.internals.install_intercepts(INTERCEPT_PAGES_BASE)
         self.linear = LinearMemory(self.uc, view, self.internals,
                                    lambda access, gpa, size: platform.unmapped_access(self, access, gpa, size))
         self.slices = SliceRunner(self.uc, self.internals, clock, self.linear)
@@ -126,7 +139,7 @@ class Core:
         if context is not None:
             self.restore_context(context)
         for register, value in registers.items():
-            self.uc.reg_write(register, value)
+            self.write_register(register, value)
         self.flush_translations()
         self.state = CoreState.RUNNING
 
@@ -244,11 +257,6 @@ class Core:
         self.platform.core_event(self, record)
 
     # ------------------------------------------------------------ exits owned by others
-    def intercept_instructions_at(self, addresses: list[int]) -> None:
-        """Hook RDMSR/WRMSR/RDTSC at these linear addresses (Unicorn 2.1.4
-        cannot hook them by kind: ``uc_hook_add`` in Unicorn's ``uc.c``)."""
-        self.exits.intercept_instructions_at(addresses)
-
     def hypercall_registers(self) -> tuple[int, int, int, int]:
         """(RAX, RDI, RSI, RDX) at a VMMCALL: the number and three arguments."""
         return tuple(self.uc.reg_read_batch((r.UC_X86_REG_RAX, r.UC_X86_REG_RDI, r.UC_X86_REG_RSI,
@@ -295,14 +303,20 @@ class Core:
     def rip(self) -> int:
         return self.uc.reg_read(r.UC_X86_REG_RIP)
 
-    def read_register(self, register: int):
+    def read_register(self, register: int, msr: int | None = None):
+        if register == r.UC_X86_REG_MSR:
+            return self.internals.msr_read(msr)
         return self.uc.reg_read(register)
 
     def read_registers(self, registers: Sequence[int]) -> list:
         return self.uc.reg_read_batch(registers)
 
     def write_register(self, register: int, value) -> None:
-        self.uc.reg_write(register, value)
+        """Write a register; an MSR as ``(number, value)``, as Unicorn takes it."""
+        if register == r.UC_X86_REG_MSR:
+            self.internals.msr_write(*value)
+        else:
+            self.uc.reg_write(register, value)
 
     def read_register_bytes(self, register: int, size: int) -> bytes:
         """A register's raw bytes (the binding drops an x87 register's exponent)."""

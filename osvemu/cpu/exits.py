@@ -5,8 +5,10 @@ exceptions delivered to the guest.
 Port I/O, CPUID, device pages (the local APIC, the IOAPIC), VMMCALL and
 accesses to unbacked guest-physical memory go to the platform; exceptions
 and invalid instructions are delivered through the guest's IDT; RDMSR,
-WRMSR and RDTSC, which Unicorn 2.1.4 cannot hook by kind, are hooked at the
-addresses where they occur and emulated here.
+WRMSR, RDTSC and RDTSCP arrive as SVM intercepts wherever they execute
+(:mod:`osvemu.cpu.ucinternals`), and SYSCALL, which Unicorn 2.1.4 leaves
+undone, through its instruction hook: all four are emulated in
+:mod:`osvemu.cpu.special`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from unicorn import (
-    UC_HOOK_CODE,
     UC_HOOK_INSN,
     UC_HOOK_INSN_INVALID,
     UC_HOOK_INTR,
@@ -29,11 +30,11 @@ from unicorn import (
 )
 from unicorn import x86_const as r
 
-from osvemu import clock
-from osvemu.cpu import x86
+from osvemu.cpu import special, x86
 from osvemu.cpu.delivery import Source
 from osvemu.cpu.paging import TranslationFault
 from osvemu.cpu.surroundings import Access, Unmapped
+from osvemu.cpu.ucinternals import EXCP_VMEXIT
 from osvemu.errors import GuestFault
 
 if TYPE_CHECKING:
@@ -42,11 +43,6 @@ if TYPE_CHECKING:
 #: VMMCALL (AMD APM Vol. 3) and VMCALL (Intel SDM Vol. 2B): the hypercall instructions.
 OPCODE_VMMCALL = bytes.fromhex("0f01d9")
 OPCODE_VMCALL = bytes.fromhex("0f01c1")
-#: RDTSC, RDMSR, WRMSR (Intel SDM Vol. 2B): two-byte opcodes Unicorn cannot hook by kind.
-OPCODE_RDTSC = b"\x0f\x31"
-OPCODE_RDMSR = b"\x0f\x32"
-OPCODE_WRMSR = b"\x0f\x30"
-INTERCEPTED_OPCODES = (OPCODE_RDMSR, OPCODE_WRMSR, OPCODE_RDTSC)
 _ACCESS = {UC_MEM_FETCH_UNMAPPED: Access.FETCH, UC_MEM_WRITE_UNMAPPED: Access.WRITE}
 _REGISTER_BYTES = 4  # device registers are 32-bit, at 4-byte aligned offsets
 
@@ -77,21 +73,19 @@ class CoreExits:
         uc.hook_add(UC_HOOK_INSN, self._on_in, None, 1, 0, r.UC_X86_INS_IN)
         uc.hook_add(UC_HOOK_INSN, self._on_out, None, 1, 0, r.UC_X86_INS_OUT)
         uc.hook_add(UC_HOOK_INSN, self._on_cpuid, None, 1, 0, r.UC_X86_INS_CPUID)
+        uc.hook_add(UC_HOOK_INSN, self._on_syscall, None, 1, 0, r.UC_X86_INS_SYSCALL)
         uc.hook_add(UC_HOOK_MEM_READ_UNMAPPED | UC_HOOK_MEM_WRITE_UNMAPPED | UC_HOOK_MEM_FETCH_UNMAPPED,
                     self._on_unmapped)
         for base, size in core.platform.mmio_regions(core):
             uc.mmio_map(base, size, self._mmio_read, base, self._mmio_write, base)
 
-    def intercept_instructions_at(self, addresses: list[int]) -> None:
-        """Hook RDMSR/WRMSR/RDTSC at these linear addresses."""
-        for address in addresses:
-            self._uc.hook_add(UC_HOOK_CODE, self._on_special_instruction, None, address, address)
-        self._uc.ctl_flush_tb()
-
     # ------------------------------------------------------------ exceptions
     @guarded
     def _on_exception(self, uc: Uc, vector: int, _data: object) -> None:
         error_code = self.core.internals.take_exception_error_code()
+        if vector >= EXCP_VMEXIT:
+            special.intercepted(self.core, vector - EXCP_VMEXIT, error_code)
+            return
         rip = uc.reg_read(r.UC_X86_REG_RIP)
         source = Source.SOFTWARE if vector >= 32 or self._is_software_interrupt(rip, vector) else Source.EXCEPTION
         pushes_error = source is Source.EXCEPTION and vector in x86.VECTORS_WITH_ERROR_CODE
@@ -179,56 +173,9 @@ class CoreExits:
                                       "which no RAM or device backs")
         return False
 
-    # ------------------------------------------------------------ RDTSC, RDMSR, WRMSR
     @guarded
-    def _on_special_instruction(self, uc: Uc, address: int, size: int, _data: object) -> None:
-        try:
-            opcode = self.core.linear.read(address, 2)
-        except (TranslationFault, GuestFault):
-            return  # not one of ours: the guest remapped the site (its own instruction faults, if at all)
-        if opcode == OPCODE_RDTSC:
-            self._set_edx_eax(clock.tsc_at(self.core.clock.now_ns()))
-        elif opcode == OPCODE_RDMSR:
-            value = self._read_msr(uc.reg_read(r.UC_X86_REG_ECX))
-            if value is None:
-                return  # Unicorn's own RDMSR
-            self._set_edx_eax(value)
-        elif opcode == OPCODE_WRMSR:
-            if uc.reg_read(r.UC_X86_REG_ECX) != x86.MSR_IA32_APIC_BASE:
-                return
-            value = (uc.reg_read(r.UC_X86_REG_RDX) << 32) | (uc.reg_read(r.UC_X86_REG_RAX) & 0xFFFFFFFF)
-            if value & x86.APIC_BASE_EXTD:  # x2APIC is not advertised: #GP (SDM Vol. 3A 10.12.1)
-                self.core.take(x86.VECTOR_GP, Source.EXCEPTION, 0)
-                return
-            keep = x86.APIC_BASE_BSP
-            self.core.apic_base_msr = (self.core.apic_base_msr & keep) | (value & ~keep & ~x86.APIC_BASE_EXTD)
-        else:
-            return
-        uc.reg_write(r.UC_X86_REG_RIP, address + len(opcode))
-
-    def _read_msr(self, msr: int) -> int | None:
-        if msr == x86.MSR_IA32_APIC_BASE:
-            return self.core.apic_base_msr
-        if msr == x86.MSR_IA32_TSC:
-            return clock.tsc_at(self.core.clock.now_ns())
-        return None
-
-    def _set_edx_eax(self, value: int) -> None:
-        self._uc.reg_write(r.UC_X86_REG_RAX, value & 0xFFFFFFFF)
-        self._uc.reg_write(r.UC_X86_REG_RDX, (value >> 32) & 0xFFFFFFFF)
+    def _on_syscall(self, uc: Uc, _data: object) -> None:
+        special.syscall(self.core)
 
 
-def opcode_sites(code: bytes, base: int) -> set[int]:
-    """Addresses where an RDMSR, WRMSR or RDTSC byte sequence starts (a false
-    positive costs nothing: the hook runs only if an instruction starts
-    there, and re-checks the opcode)."""
-    sites = set()
-    for opcode in INTERCEPTED_OPCODES:
-        start = code.find(opcode)
-        while start >= 0:
-            sites.add(base + start)
-            start = code.find(opcode, start + 1)
-    return sites
-
-
-__all__ = ["INTERCEPTED_OPCODES", "OPCODE_VMMCALL", "CoreExits", "guarded", "opcode_sites"]
+__all__ = ["OPCODE_VMMCALL", "CoreExits", "guarded"]

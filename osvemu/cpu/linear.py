@@ -54,7 +54,7 @@ class LinearMemory:
         self._foreign = foreign
 
     def efer(self) -> int:
-        return self._uc.reg_read(r.UC_X86_REG_MSR, x86.MSR_EFER)
+        return self._internals.msr_read(x86.MSR_EFER)
 
     def translate(self, linear: int, write: bool = False, user: bool = False) -> int:
         """The guest-physical address of ``linear`` (TranslationFault as a #PF

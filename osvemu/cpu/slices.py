@@ -39,6 +39,8 @@ class SliceRunner:
         """Execute up to ``count`` instructions (0 = until stopped) from RIP;
         return how many retired (exact when counted) and Unicorn's error, if any."""
         self._clock.start_slice(now_ns, self._internals.retired_so_far if count else None)
+        self._internals.clear_exception_record()  # nothing is being delivered between slices
+        self._internals.arm_intercepts()
         self.counted = count > 0
         self.paused_mid_slice = False
         self._stopped_before_instruction = False

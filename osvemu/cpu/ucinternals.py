@@ -42,6 +42,27 @@ Unicorn 2.1.4's public API (``include/unicorn/unicorn.h``) leaves out:
   instruction runs a second time on resume: an ``xchg`` that took a lock
   finds it taken, an ``inc`` counts twice.
 
+* ``CPUX86State.vm_vmcb`` and ``.intercept``, with the ``HF_GUEST`` bit of
+  ``hflags``: QEMU's model of AMD SVM's intercepts (AMD APM Vol. 2 15.9-15.11).
+  Unicorn 2.1.4 cannot hook RDMSR or WRMSR (``uc_hook_add`` in ``uc.c``
+  accepts neither), and a hook at each site misses code written at run time.
+  With these set, every RDMSR/WRMSR (through an MSR permission map whose bits
+  are all set) and every RDTSC/RDTSCP ends in an intercept: QEMU's
+  ``cpu_vmexit`` (``qemu/target/i386/svm_helper.c``) rewinds to the
+  instruction and raises ``EXCP_VMEXIT + exit code``, which Unicorn hands to
+  the UC_HOOK_INTR hook like any exception (:class:`Intercepts`).
+* ``CPUX86State.exception_is_int``: set by an ``int n`` and never cleared by
+  Unicorn, which then moves RIP to the stale ``exception_next_eip`` at the
+  next exception it reports (``cpu_handle_exception``, ``qemu/accel/tcg/
+  cpu-exec.c``) -- an intercept included.
+
+Fields next to each other in ``CPUX86State`` (``qemu/target/i386/cpu.h``:
+``error_code``, ``exception_is_int``, ..., ``old_exception``, ``vm_vmcb``,
+``tsc_offset``, ``intercept``) are reached from the two located ones, and a
+probe checks the result.  The state is read and written in place, through
+the CPU's ``env`` (``uc_context_save`` copies ``env`` from its start, so
+offsets in a saved context are offsets in ``env``).
+
 The offsets are not hard-coded: :func:`locate` finds them once per process by
 running small probes whose outcome is known, and fails loudly if the installed
 Unicorn does not behave as expected.
@@ -51,6 +72,8 @@ from __future__ import annotations
 
 import ctypes
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 
@@ -59,6 +82,7 @@ from unicorn.unicorn_py3 import unicorn as _binding
 from unicorn.x86_const import (
     UC_X86_REG_ES,
     UC_X86_REG_GDTR,
+    UC_X86_REG_MSR,
     UC_X86_REG_RAX,
     UC_X86_REG_RBX,
     UC_X86_REG_RCX,
@@ -85,6 +109,7 @@ REAL_MODE_LIMIT = 0xFFFF
 NO_BLOCK = 1 << 63
 _PROBE_BEGIN = 0x5A5A_0000_1357_0000  # a probe hook's range: values unlikely beside each other
 _PROBE_END = 0x5A5A_0000_2468_0000
+_PROBE_INTERCEPT_PAGES = 0x8000
 
 
 @dataclass(frozen=True)
@@ -97,6 +122,37 @@ class UnicornInternals:
     cpu_pointer_offset: int  # of uc_struct.cpu (the CPUState), from the handle
     halted_offset: int  # of CPUState.halted, from the CPUState
     hook_begin_offset: int  # of struct hook.begin (.end follows), from a hook handle
+    env_offset: int  # of X86CPU.env (CPUX86State), from the CPUState
+    context_header: int  # bytes before the saved env in a saved context (struct uc_context)
+
+
+#: CPUX86State, from qemu/target/i386/cpu.h of Unicorn 2.1.4: after ``int
+#: error_code`` comes ``int exception_is_int``; after ``int old_exception``
+#: (and 4 bytes of padding) ``uint64_t vm_vmcb``, ``tsc_offset``, ``intercept``.
+EXCEPTION_IS_INT_AFTER_ERROR_CODE = 4
+OLD_EXCEPTION_AFTER_ERROR_CODE = 112
+VM_VMCB_AFTER_OLD_EXCEPTION = 8
+INTERCEPT_AFTER_OLD_EXCEPTION = 24
+#: hflags bits (qemu/target/i386/cpu.h): HF_CPL 1:0, HF_CS32 4, HF_SS32 5,
+#: HF_CS64 15, HF_GUEST 21 (SVM intercepts are active).
+HF_CPL_MASK = 3
+HF_CS32 = 1 << 4
+HF_SS32 = 1 << 5
+HF_CS64 = 1 << 15
+HF_GUEST = 1 << 21
+#: QEMU raises an intercept as exception EXCP_VMEXIT + exit code.
+EXCP_VMEXIT = 0x100
+#: SVM exit codes (AMD APM Vol. 2 Appendix C); intercept bit = code - 0x60.
+SVM_EXIT_INTR = 0x60
+SVM_EXIT_RDTSC = 0x6E
+SVM_EXIT_MSR = 0x7C
+SVM_EXIT_SHUTDOWN = 0x7F
+#: The VMCB control area's MSRPM_BASE_PA field (AMD APM Vol. 2 Table B-1).
+VMCB_MSRPM_BASE_PA = 0x48
+VMCB_SIZE = 0x1000
+#: The MSR permission map: 2 bits per MSR for three ranges, 6 KiB used of
+#: 8 KiB (AMD APM Vol. 2 15.11).
+MSRPM_SIZE = 0x2000
 
 
 def _probe_instance(code: bytes) -> Uc:
@@ -260,6 +316,26 @@ def _locate_halted() -> tuple[int, int]:
     return min(common)
 
 
+def _locate_env(cpu_pointer_offset: int) -> tuple[int, int]:
+    """Find CPUX86State from the CPUState: it starts with the general
+    registers, so the four marker values written to RAX, RCX, RDX and RBX
+    appear there in that order.  Also where a saved context's copy of it
+    starts (``struct uc_context`` has a header before its data)."""
+    uc = _probe_instance(b"\xf4")
+    uc.context_save()  # Unicorn creates the CPU lazily
+    cpu = ctypes.c_uint64.from_address(uc._uch.value + cpu_pointer_offset).value
+    markers = [0x5A5A000000000000 + i * 0x1111 for i in range(4)]
+    for register, value in zip((UC_X86_REG_RAX, UC_X86_REG_RCX, UC_X86_REG_RDX, UC_X86_REG_RBX), markers):
+        uc.reg_write(register, value)
+    offset = ctypes.string_at(cpu, 0x20000).find(b"".join(_U64.pack(value) for value in markers))
+    if offset <= 0 or offset % 8:
+        raise EmulatorError("cannot locate Unicorn's CPU state: unsupported Unicorn version")
+    header = _context_bytes(uc).find(ctypes.string_at(cpu + offset, 256))
+    if header < 0:
+        raise EmulatorError("cannot locate the CPU state in a saved context: unsupported Unicorn version")
+    return offset, header
+
+
 def _native_function(name: str) -> int:
     """The address of one of libunicorn's exported functions."""
     return ctypes.cast(getattr(_binding.uclib, name), ctypes.c_void_p).value
@@ -310,8 +386,39 @@ def _locate_hook_begin() -> int:
 def locate() -> UnicornInternals:
     """Find the offsets once per process (a few milliseconds)."""
     error_code, old_exception = _locate_cpu_fields()
-    return UnicornInternals(_locate_counter(), error_code, old_exception, _locate_hflags(), _locate_segments(),
-                            *_locate_halted(), _locate_hook_begin())
+    if old_exception - error_code != OLD_EXCEPTION_AFTER_ERROR_CODE:
+        raise EmulatorError("Unicorn's exception fields are not laid out as in 2.1.4: unsupported Unicorn version")
+    cpu_pointer, halted = _locate_halted()
+    internals = UnicornInternals(_locate_counter(), error_code, old_exception, _locate_hflags(), _locate_segments(),
+                                 cpu_pointer, halted, _locate_hook_begin(), *_locate_env(cpu_pointer))
+    _check_intercepts(internals)
+    return internals
+
+
+def _check_intercepts(internals: UnicornInternals) -> None:
+    """RDMSR, WRMSR, RDTSC and RDTSCP, intercepted, raise the exits expected,
+    with RIP at each instruction; and an ``int3`` sets exception_is_int."""
+    # int3; rdmsr; wrmsr; rdtsc; rdtscp; hlt
+    code = bytes.fromhex("cc" "0f32" "0f30" "0f31" "0f01f9" "f4")
+    uc = _probe_instance(code)
+    core = CoreInternals(uc, internals)
+    core.arm_intercepts(_PROBE_INTERCEPT_PAGES)
+    seen: list[tuple[int, int, int, int]] = []
+
+    def on_interrupt(uc: Uc, vector: int, _data: object) -> None:
+        rip = uc.reg_read(UC_X86_REG_RIP)
+        seen.append((vector, core.error_code(), rip, core.exception_is_int()))
+        core.clear_exception_record()
+        if vector >= EXCP_VMEXIT:
+            uc.reg_write(UC_X86_REG_RIP, rip + (3 if rip == _PROBE_BASE + 7 else 2))
+
+    uc.hook_add(UC_HOOK_INTR, on_interrupt)
+    uc.emu_start(_PROBE_BASE, 0xFFFF, count=20)
+    msr, tsc = EXCP_VMEXIT + SVM_EXIT_MSR, EXCP_VMEXIT + SVM_EXIT_RDTSC
+    expected = [(3, 0, _PROBE_BASE + 1, 1), (msr, 0, _PROBE_BASE + 1, 0), (msr, 1, _PROBE_BASE + 3, 0),
+                (tsc, 0, _PROBE_BASE + 5, 0), (tsc, 0, _PROBE_BASE + 7, 0)]
+    if seen != expected:
+        raise EmulatorError(f"Unicorn's SVM intercepts do not behave as expected ({seen}): unsupported Unicorn version")
 
 
 class BlockStop:
@@ -352,20 +459,32 @@ class BlockStop:
 
 
 class CoreInternals:
-    """Accessors for one Unicorn instance's hidden state."""
+    """Accessors for one Unicorn instance's hidden state, read and written
+    in place in its CPU's ``env``."""
 
-    def __init__(self, uc: Uc) -> None:
-        self._internals = locate()
+    def __init__(self, uc: Uc, internals: UnicornInternals | None = None) -> None:
+        self._internals = internals or locate()
         self._counter = ctypes.c_uint64.from_address(uc._uch.value + self._internals.counter_offset)
         self._limit = ctypes.c_uint64.from_address(uc._uch.value + self._internals.counter_offset + 8)
         self._uc = uc
         # Unicorn creates the CPU lazily, on the first call that needs it
         # (context_save is one): read the CPUState pointer only after that.
-        self._context = uc.context_save()
+        uc.context_save()
         cpu = ctypes.c_uint64.from_address(uc._uch.value + self._internals.cpu_pointer_offset).value
         if not cpu:
             raise EmulatorError("Unicorn has no CPU after context_save: unsupported Unicorn version")
         self._halted = ctypes.c_uint32.from_address(cpu + self._internals.halted_offset)
+        env = cpu + self._internals.env_offset - self._internals.context_header  # context offsets -> env
+        self._hflags = ctypes.c_uint32.from_address(env + self._internals.hflags_offset)
+        self._segments = env + self._internals.segments_offset
+        self._error_code = ctypes.c_int32.from_address(env + self._internals.error_code_offset)
+        self._exception_is_int = ctypes.c_int32.from_address(
+            env + self._internals.error_code_offset + EXCEPTION_IS_INT_AFTER_ERROR_CODE)
+        old_exception = env + self._internals.old_exception_offset
+        self._old_exception = ctypes.c_int32.from_address(old_exception)
+        self._vm_vmcb = ctypes.c_uint64.from_address(old_exception + VM_VMCB_AFTER_OLD_EXCEPTION)
+        self._intercept = ctypes.c_uint64.from_address(old_exception + INTERCEPT_AFTER_OLD_EXCEPTION)
+        self._vmcb: int | None = None
 
     def retired(self) -> int:
         """Instructions retired by the last counted ``emu_start``.
@@ -389,47 +508,128 @@ class CoreInternals:
         (the instruction being executed is included)."""
         return self._counter.value
 
+    # ------------------------------------------------------------ privilege and segments
     def set_cpl(self, cpl: int) -> None:
         """Set the current privilege level (see module docstring)."""
-        self._uc.context_update(self._context)
-        address = ctypes.cast(self._context.context, ctypes.c_void_p).value + self._internals.hflags_offset
-        flags = ctypes.c_uint32.from_address(address)
-        flags.value = (flags.value & ~3) | cpl
-        self._uc.context_restore(self._context)
+        self._hflags.value = (self._hflags.value & ~HF_CPL_MASK) | cpl
 
     def hflags(self) -> int:
         """QEMU's hidden flags: CPL in bits 1:0, HF_CS32 bit 4 and HF_CS64
         bit 15 -- the code width its decoder uses (QEMU target/i386/cpu.h)."""
-        self._uc.context_update(self._context)
-        address = ctypes.cast(self._context.context, ctypes.c_void_p).value + self._internals.hflags_offset
-        return ctypes.c_uint32.from_address(address).value
+        return self._hflags.value
 
     def segment(self, name: str) -> tuple[int, int, int, int]:
         """The hidden segment cache: (selector, base, limit, flags), where
         flags holds the descriptor's high dword bits (D/B is bit 22, L bit 21)."""
-        self._uc.context_update(self._context)
-        address = ctypes.cast(self._context.context, ctypes.c_void_p).value + self._internals.segments_offset
-        return SEGMENT_CACHE.unpack(ctypes.string_at(address + SEGMENT_INDEX[name] * SEGMENT_CACHE.size,
-                                                     SEGMENT_CACHE.size))
+        return SEGMENT_CACHE.unpack(ctypes.string_at(self._segment_address(name), SEGMENT_CACHE.size))
 
     def load_real_mode_segment(self, name: str, selector: int) -> None:
         """Load a segment register as real mode does: base = selector << 4,
         limit 64 KiB, access rights kept (Intel SDM Vol. 3A 20.1.1)."""
-        self._uc.context_update(self._context)
-        address = ctypes.cast(self._context.context, ctypes.c_void_p).value + self._internals.segments_offset
-        address += SEGMENT_INDEX[name] * SEGMENT_CACHE.size
-        raw = ctypes.string_at(address, SEGMENT_CACHE.size)
-        _, _, _, flags = SEGMENT_CACHE.unpack(raw)
-        ctypes.memmove(address, SEGMENT_CACHE.pack(selector & 0xFFFF, (selector & 0xFFFF) << 4, REAL_MODE_LIMIT, flags),
+        _, _, _, flags = self.segment(name)
+        self._write_segment(name, selector & 0xFFFF, (selector & 0xFFFF) << 4, REAL_MODE_LIMIT, flags)
+
+    def load_flat_segments(self, code_selector: int, code_flags: int, stack_selector: int, stack_flags: int) -> None:
+        """Load CS and SS with base 0 and limit 4 GiB from fixed attributes,
+        not from a descriptor table, as SYSCALL does (AMD APM Vol. 3
+        SYSCALL), and CPL 0; the code and stack width flags follow CS.L,
+        CS.D and SS.B as QEMU's ``cpu_x86_load_seg_cache`` sets them."""
+        self._write_segment("cs", code_selector, 0, 0xFFFFFFFF, code_flags)
+        self._write_segment("ss", stack_selector, 0, 0xFFFFFFFF, stack_flags)
+        flags = self._hflags.value & ~(HF_CPL_MASK | HF_CS32 | HF_SS32 | HF_CS64)
+        if code_flags & DESC_L:
+            flags |= HF_CS32 | HF_SS32 | HF_CS64
+        else:
+            flags |= (HF_CS32 if code_flags & DESC_B else 0) | (HF_SS32 if stack_flags & DESC_B else 0)
+        self._hflags.value = flags
+
+    def _segment_address(self, name: str) -> int:
+        return self._segments + SEGMENT_INDEX[name] * SEGMENT_CACHE.size
+
+    def _write_segment(self, name: str, selector: int, base: int, limit: int, flags: int) -> None:
+        ctypes.memmove(self._segment_address(name), SEGMENT_CACHE.pack(selector, base, limit, flags),
                        SEGMENT_CACHE.size)
-        self._uc.context_restore(self._context)
+
+    # ------------------------------------------------------------ exceptions
+    def error_code(self) -> int:
+        """The error code of the exception being raised (for an intercept,
+        its EXITINFO1: 1 for a WRMSR, 0 for an RDMSR)."""
+        return self._error_code.value & 0xFFFFFFFF
+
+    def exception_is_int(self) -> int:
+        return self._exception_is_int.value
 
     def take_exception_error_code(self) -> int:
         """Read the error code of the exception being raised and clear QEMU's
-        pending-exception record (see module docstring)."""
-        self._uc.context_update(self._context)
-        address = ctypes.cast(self._context.context, ctypes.c_void_p).value
-        error_code = ctypes.c_int32.from_address(address + self._internals.error_code_offset).value
-        ctypes.c_int32.from_address(address + self._internals.old_exception_offset).value = -1
-        self._uc.context_restore(self._context)
-        return error_code & 0xFFFFFFFF
+        exception records (see module docstring)."""
+        error_code = self.error_code()
+        self.clear_exception_record()
+        return error_code
+
+    def clear_exception_record(self) -> None:
+        """No exception in flight, none from ``int n``: after each exception
+        the hook handled, and at each slice start, where nothing is being
+        delivered -- a failed walk Unicorn made for itself (the ``until``
+        address) may have left a record that would turn the guest's next
+        fault into a #DF."""
+        self._old_exception.value = -1
+        self._exception_is_int.value = 0
+
+    # ------------------------------------------------------------ intercepts
+    def install_intercepts(self, vmcb: int) -> None:
+        """Fill the VMCB page at guest-physical ``vmcb`` (mapped by the caller,
+        with two more pages after it) so that its MSR permission map, the
+        next 8 KiB, intercepts every MSR (AMD APM Vol. 2 15.11)."""
+        msrpm = vmcb + VMCB_SIZE
+        self._uc.mem_write(vmcb, bytes(VMCB_SIZE))
+        self._uc.mem_write(vmcb + VMCB_MSRPM_BASE_PA, _U64.pack(msrpm))
+        self._uc.mem_write(msrpm, b"\xff" * MSRPM_SIZE)
+        self._vmcb = vmcb
+
+    def arm_intercepts(self, vmcb: int | None = None) -> None:
+        """Make RDMSR, WRMSR, RDTSC and RDTSCP (and a shutdown) exit to the
+        UC_HOOK_INTR hook.  Cheap: called at every slice start, because a
+        context restored from elsewhere (a SIPI's real-mode template)
+        carries no intercepts."""
+        if vmcb is not None:
+            self.install_intercepts(vmcb)
+        self._vm_vmcb.value = self._vmcb
+        self._intercept.value = INTERCEPTED_EXITS
+        self._hflags.value |= HF_GUEST
+
+    def msr_read(self, number: int) -> int:
+        """An MSR as Unicorn's CPU holds it (EFER, STAR, ...), read without an intercept."""
+        with self.intercepts_suspended():
+            return self._uc.reg_read(UC_X86_REG_MSR, number)
+
+    def msr_write(self, number: int, value: int) -> None:
+        with self.intercepts_suspended():
+            self._uc.reg_write(UC_X86_REG_MSR, (number, value))
+
+    @contextmanager
+    def intercepts_suspended(self) -> Iterator[None]:
+        """Around a call into Unicorn that runs QEMU's own RDMSR/WRMSR helper
+        (``reg_read``/``reg_write`` of UC_X86_REG_MSR): intercepted, it would
+        leave through ``cpu_loop_exit`` with no emulation to return to."""
+        self._hflags.value &= ~HF_GUEST
+        try:
+            yield
+        finally:
+            self._hflags.value |= HF_GUEST
+
+
+#: The intercept vector bits: MSR accesses, RDTSC (QEMU raises RDTSCP as
+#: RDTSC too) and shutdown.
+INTERCEPTED_EXITS = ((1 << (SVM_EXIT_MSR - SVM_EXIT_INTR)) | (1 << (SVM_EXIT_RDTSC - SVM_EXIT_INTR))
+                     | (1 << (SVM_EXIT_SHUTDOWN - SVM_EXIT_INTR)))
+#: Descriptor attribute bits as QEMU's segment cache holds them (the high
+#: dword of a descriptor, Intel SDM Vol. 3A 3.4.5).
+DESC_A = 1 << 8
+DESC_W = 1 << 9  # data: writable
+DESC_R = 1 << 9  # code: readable
+DESC_CODE = 1 << 11
+DESC_S = 1 << 12
+DESC_P = 1 << 15
+DESC_L = 1 << 21
+DESC_B = 1 << 22
+DESC_G = 1 << 23

@@ -95,6 +95,7 @@ class KernelPlan:
     memory: tuple[MemoryRange, ...]  # machine-physical RAM, above 1 MiB
     on_violation: str = "log"
     restarts: int = 0  # times it may be booted again after it ends (0: never)
+    initrd: str = ""  # an initial RAM disk file ("": none)
 
     @property
     def ram_bytes(self) -> int:
@@ -147,7 +148,8 @@ def allocatable(topology: Topology) -> list[MemoryRange]:
 
 # ---------------------------------------------------------------- generated layouts
 
-def default_config(topology: Topology, image: str, cmdline: str = "", kernels: int | None = None) -> OsvConfig:
+def default_config(topology: Topology, image: str, cmdline: str = "", kernels: int | None = None,
+                   initrd: str = "") -> OsvConfig:
     """One kernel per socket (the paper's layout), or ``kernels`` equal
     shares of the cores in machine order.  Each kernel gets RAM on the nodes
     of its cores in proportion to its cores there, so equal kernels get
@@ -177,7 +179,7 @@ def default_config(topology: Topology, image: str, cmdline: str = "", kernels: i
             memory += _take(node_ram, lo, hi - lo)
             before[node] += here[node]
         plans.append(KernelPlan(index, f"k{index}", image, cmdline, tuple(c.apic_id for c in group),
-                                tuple(_at_most(memory, MAX_GUEST_RAM))))
+                                tuple(_at_most(memory, MAX_GUEST_RAM)), initrd=initrd))
     channels = (ChannelPlan(0, "results", DEFAULT_CHANNEL_SIZE, tuple(range(count)), tuple(NOTIFY_VECTORS)),) \
         if count > 1 else ()
     config = OsvConfig(topology, tuple(plans), channels)
@@ -253,6 +255,7 @@ KERNEL = Table({
     "name": Key(schema.name, None),
     "image": Key(schema.text(MAX_PATH, "a file name", empty=False), None),
     "cmdline": Key(schema.text(CMDLINE_MAX, "a command line"), ""),
+    "initrd": Key(schema.text(MAX_PATH, "a file name", empty=False), None),
     "cores": Key(schema.numbers(0, MAX_APIC_ID, "APIC ID", "APIC IDs"), hint='a list of APIC IDs or "lo-hi" ranges'),
     "memory": Key(_memory_kind, None),
     "on_violation": Key(schema.one_of(*POLICIES), "log"),
@@ -359,8 +362,10 @@ def _kernel_plans(specs: list[Mapping], topology: Topology, file: Where, base: P
                 raise where.at("cores").error(f"core {apic} is already given to kernel {json.dumps(owner[apic])}")
             owner[apic] = name
         memory = _memory(values["memory"], topology, apics, free, where.at("memory"))
+        initrd = "" if values["initrd"] is None else _readable_file(str(base / values["initrd"]), "initrd",
+                                                                    where.at("initrd"))
         plans.append(KernelPlan(index, name, image, values["cmdline"], apics, tuple(memory),
-                                values["on_violation"], values["restart"]))
+                                values["on_violation"], values["restart"], initrd))
     return plans
 
 
@@ -373,13 +378,17 @@ def _image(value: str | None, base: Path, default_image: str | None, where: Wher
         image = default_image
     else:
         image = str(base / value)
+    return _readable_file(image, "image", where)
+
+
+def _readable_file(path: str, what: str, where: Where) -> str:
     try:
-        readable = Path(image).is_file() and os.access(image, os.R_OK)
+        readable = Path(path).is_file() and os.access(path, os.R_OK)
     except (OSError, ValueError):
         readable = False
     if not readable:
-        raise where.error(f"image {schema.printable(image)} is not a readable file")
-    return image
+        raise where.error(f"{what} {schema.printable(path)} is not a readable file")
+    return path
 
 
 def _memory(spec: tuple[str, Any] | None, topology: Topology, apics: tuple[int, ...], free: list[MemoryRange],
@@ -534,6 +543,8 @@ def describe_layout(config: OsvConfig) -> list[str]:
             lines.append(f"  machine memory {rng.base:#x}-{rng.end - 1:#x} ({_bytes(rng.size)}, node {rng.node})")
         lines.append(f"  image {schema.printable(plan.image) or '(none)'}")
         lines.append(f"  cmdline {json.dumps(plan.cmdline)}")
+        if plan.initrd:
+            lines.append(f"  initrd {schema.printable(plan.initrd)}")
         restart = "never" if plan.restarts == 0 else f"up to {plan.restarts} time{'s' if plan.restarts > 1 else ''}"
         lines.append(f"  on_violation {plan.on_violation}, restart {restart}")
     for channel, gpa in zip(config.channels, config.channel_addresses, strict=True):

@@ -21,6 +21,7 @@ from osvemu.osv.ipi_policy import PartitionLayout, make_policy
 from osvemu.osv.monitor import ChannelPlacement, OsvMonitor, PartitionInfo
 from osvemu.platform import layout
 from osvemu.platform.firmware import FirmwareView
+from osvemu.platform.initrd import load_initrd
 from osvemu.platform.plan import KernelPlacement, MachineMemory, MachinePlan
 from osvemu.platform.topology import MemoryRange
 
@@ -31,6 +32,7 @@ def osv_plan(config: OsvConfig, images: dict[str, KernelImage] | None = None) ->
     memory = MachineMemory(config.topology)
     channels = _place_channels(config)
     loaded: dict[str, KernelImage] = {}
+    initrds: dict[str, bytes] = {}  # one copy of each file's bytes; each kernel's memory gets its own
     kernels, partitions = [], []
     for plan in config.kernels:
         if plan.ram_bytes > MAX_GUEST_RAM:
@@ -48,10 +50,13 @@ def osv_plan(config: OsvConfig, images: dict[str, KernelImage] | None = None) ->
         image = (images or {}).get(plan.name) or loaded.get(plan.image)
         if image is None and plan.image:  # no image: code is placed by hand (snippets)
             image = loaded[plan.image] = load_image(plan.image)
+        if plan.initrd and plan.initrd not in initrds:
+            initrds[plan.initrd] = load_initrd(plan.initrd)
         kernels.append(KernelPlacement(plan.name, plan.apic_ids, MemoryView(mappings), _firmware_view(config, partition),
                                        partition.image_ram, plan.cmdline, image, labelled=True,
                                        restarts=plan.restarts,
-                                       shared_ranges=tuple((c.gpa, c.size) for c in own_channels)))
+                                       shared_ranges=tuple((c.gpa, c.size) for c in own_channels),
+                                       initrd=initrds.get(plan.initrd)))
         partitions.append(partition)
     owner = {apic: plan.index for plan in config.kernels for apic in plan.apic_ids}
     return MachinePlan(config.topology, memory, tuple(kernels), make_policy(PartitionLayout(owner)),

@@ -19,12 +19,13 @@ from osvemu.platform.cpuid import CPU_SIGNATURE, LEAF1_EDX
 from osvemu.platform.lapic import APIC_VERSION_VALUE
 from osvemu.platform.memmap import DEVICE_AREAS, FIRMWARE_AREAS, Area, E820Type, MemoryMapEntry, build_memory_map
 from osvemu.platform.mptable import MpProcessor, build_config_table, build_floating_pointer
-from osvemu.platform.pvh import MEMMAP_ENTRY, StartInfo, pack_memory_map
+from osvemu.platform.pvh import MEMMAP_ENTRY, MODULE_ENTRY, StartInfo, pack_memory_map
 from osvemu.platform.topology import Cpu, MemoryRange, Topology
 
 # Placement inside the boot info area (layout.BOOT_INFO_BASE .. EBDA).
 START_INFO_ADDRESS = layout.BOOT_INFO_BASE
-MEMMAP_ADDRESS = layout.BOOT_INFO_BASE + 0x40
+MODLIST_ADDRESS = layout.BOOT_INFO_BASE + 0x40  # one module: the initrd
+MEMMAP_ADDRESS = MODLIST_ADDRESS + MODULE_ENTRY.size
 MEMMAP_MAX_ENTRIES = 64
 CMDLINE_ADDRESS = MEMMAP_ADDRESS + MEMMAP_MAX_ENTRIES * MEMMAP_ENTRY.size
 CMDLINE_MAX = layout.EBDA_BASE - CMDLINE_ADDRESS - 1  # keep the terminating NUL
@@ -61,7 +62,9 @@ class Firmware:
     memory_map: list[MemoryMapEntry]
 
 
-def build_firmware(view: FirmwareView, cmdline: str) -> Firmware:
+def build_firmware(view: FirmwareView, cmdline: str, initrd: tuple[int, int] | None = None) -> Firmware:
+    """The firmware's writes for a kernel; ``initrd`` is the (address, size)
+    of an initial RAM disk already in its memory, handed over as module 0."""
     encoded = cmdline.encode()
     if len(encoded) > CMDLINE_MAX:
         raise ConfigError(f"command line is {len(encoded)} bytes, the boot info area holds {CMDLINE_MAX}")
@@ -94,8 +97,12 @@ def build_firmware(view: FirmwareView, cmdline: str) -> Firmware:
         raise ConfigError(f"memory map has {len(memory_map)} entries, at most {MEMMAP_MAX_ENTRIES} fit")
     writes.append((MEMMAP_ADDRESS, pack_memory_map(memory_map)))
     writes.append((CMDLINE_ADDRESS, encoded + b"\0"))
+    modules = {}
+    if initrd is not None:
+        writes.append((MODLIST_ADDRESS, MODULE_ENTRY.pack(initrd[0], initrd[1], 0, 0)))
+        modules = {"nr_modules": 1, "modlist_paddr": MODLIST_ADDRESS}
     start_info = StartInfo(cmdline_paddr=CMDLINE_ADDRESS, rsdp_paddr=layout.RSDP_ADDRESS,
-                          memmap_paddr=MEMMAP_ADDRESS, memmap_entries=len(memory_map))
+                          memmap_paddr=MEMMAP_ADDRESS, memmap_entries=len(memory_map), **modules)
     writes.append((START_INFO_ADDRESS, start_info.pack()))
     return Firmware(writes, START_INFO_ADDRESS, layout.RSDP_ADDRESS, memory_map)
 

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from osvemu.clock import CoreClock
 from osvemu.cpu.core import Core, CoreState
 from osvemu.cpu.delivery import Mode
-from osvemu.cpu.exits import opcode_sites
 from osvemu.cpu.lifecycle import SPINNING
 from osvemu.cpu.memory import MemoryView
 from osvemu.cpu.surroundings import Access, Unmapped
@@ -52,6 +51,7 @@ from osvemu.platform.ends import (
 )
 from osvemu.platform.firmware import Firmware, build_firmware
 from osvemu.platform.icr import DeliveryMode, Icr, Shorthand
+from osvemu.platform.initrd import place_initrd
 from osvemu.platform.lapic import LocalApic
 from osvemu.platform.memmap import FIRMWARE_AREAS
 from osvemu.platform.plan import KernelPlacement, MachinePlan, SharedDevice
@@ -160,7 +160,7 @@ class Machine:
     def install_firmware(self, kernel: Kernel) -> Firmware:
         """Write the tables and boot data a kernel's firmware leaves, with the
         boot GDT and TSS of the PVH entry state, into its memory."""
-        firmware = build_firmware(kernel.placement.firmware, kernel.placement.cmdline)
+        firmware = build_firmware(kernel.placement.firmware, kernel.placement.cmdline, self._place_initrd(kernel))
         for address, data in firmware.writes:
             kernel.view.write(address, data)
         kernel.view.write(layout.BOOT_GDT_ADDRESS, BOOT_GDT)
@@ -168,37 +168,30 @@ class Machine:
         kernel.firmware = firmware
         return firmware
 
+    @staticmethod
+    def _place_initrd(kernel: Kernel) -> tuple[int, int] | None:
+        """Write the kernel's initrd high in its RAM, clear of its image and
+        the firmware areas; return its (address, size) for the start info."""
+        initrd = kernel.placement.initrd
+        if initrd is None:
+            return None
+        occupied = [(area.base, area.size) for area in FIRMWARE_AREAS]
+        if kernel.image is not None:
+            occupied += [(segment.paddr, segment.memsz) for segment in kernel.image.segments]
+        address = place_initrd(kernel.placement.image_ram, occupied, len(initrd))
+        kernel.view.write(address, initrd)
+        return address, len(initrd)
+
     def load_image(self, kernel: Kernel, image: KernelImage) -> None:
-        """Check the image fits the kernel's RAM clear of the firmware, write
-        it and hook its special instructions."""
+        """Check the image fits the kernel's RAM clear of the firmware, and write it."""
         check_placement(image, list(kernel.placement.image_ram), FIRMWARE_AREAS)
         self._write_image(kernel, image)
-        sites: set[int] = set()
-        for segment in image.segments:
-            if segment.executable:
-                sites |= opcode_sites(segment.data, segment.paddr)
-                if segment.vaddr != segment.paddr:
-                    sites |= opcode_sites(segment.data, segment.vaddr)
-        self._intercept(kernel, sites)
 
     @staticmethod
     def _write_image(kernel: Kernel, image: KernelImage) -> None:
         """Each segment at its physical address, bss zeroed."""
         for segment in image.segments:
             kernel.view.write(segment.paddr, segment.data + bytes(segment.memsz - len(segment.data)))
-
-    def intercept_special_instructions(self, kernel: Kernel, ranges: list[tuple[int, int]]) -> None:
-        """Hook the RDMSR/WRMSR/RDTSC byte sequences found in these ranges
-        of a kernel's memory (code placed without an ELF image)."""
-        sites: set[int] = set()
-        for address, size in ranges:
-            sites |= opcode_sites(kernel.view.read(address, size), address)
-        self._intercept(kernel, sites)
-
-    @staticmethod
-    def _intercept(kernel: Kernel, sites: set[int]) -> None:
-        for core in kernel.cores:
-            core.intercept_instructions_at(sorted(sites))
 
     def boot(self) -> None:
         """Every kernel: its firmware, its image, its boot CPU at the PVH entry."""

@@ -61,6 +61,7 @@ class KernelPlacement:
     labelled: bool = False  # console lines carry "[name] "
     restarts: int = 0  # how many times it is booted again after it ends
     shared_ranges: tuple[tuple[int, int], ...] = ()  # guest-physical (base, size) shared with others: kept on restart
+    initrd: bytes | None = None  # an initial RAM disk, handed over as PVH module 0
 
 
 @dataclass(frozen=True)
@@ -82,13 +83,14 @@ class MachinePlan:
     monitor: Monitor | None = None
 
 
-def bare_plan(topology: Topology, cmdline: str = "", image: KernelImage | None = None) -> MachinePlan:
+def bare_plan(topology: Topology, cmdline: str = "", image: KernelImage | None = None,
+              initrd: bytes | None = None) -> MachinePlan:
     """One kernel owns the whole machine, routed as the hardware routes."""
     memory = MachineMemory(topology)
     firmware = FirmwareView.whole_machine(topology)
     kernel = KernelPlacement("machine", tuple(cpu.apic_id for cpu in topology.cpus),
                              MemoryView(memory.identity_mappings()), firmware,
-                             tuple(layout.ram_ranges(topology.memory_size)), cmdline, image)
+                             tuple(layout.ram_ranges(topology.memory_size)), cmdline, image, initrd=initrd)
     ioapic = SharedDevice(layout.IOAPIC_BASE, layout.PAGE_SIZE, IoApic(firmware.ioapic_id))
     return MachinePlan(topology, memory, (kernel,), bare_machine_policy, (ioapic,))
 

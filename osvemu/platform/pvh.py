@@ -25,6 +25,10 @@ START_INFO_VERSION = 1
 START_INFO = struct.Struct("<IIIIQQQQII")
 assert START_INFO.size == 56
 
+#: struct hvm_modlist_entry: paddr, size, cmdline_paddr, reserved.
+MODULE_ENTRY = struct.Struct("<QQQQ")
+assert MODULE_ENTRY.size == 32
+
 #: struct hvm_memmap_table_entry: addr, size, type, reserved.
 MEMMAP_ENTRY = struct.Struct("<QQII")
 assert MEMMAP_ENTRY.size == 24
@@ -124,6 +128,7 @@ __all__ = [
     "BOOT_GDT",
     "BOOT_TSS",
     "MEMMAP_ENTRY",
+    "MODULE_ENTRY",
     "START_INFO",
     "START_INFO_VERSION",
     "XEN_HVM_START_MAGIC_VALUE",

@@ -1,0 +1,222 @@
+"""The instructions osvemu emulates itself: RDMSR, WRMSR, RDTSC and RDTSCP
+(arriving as SVM intercepts wherever they execute, :mod:`osvemu.cpu.
+ucinternals`) and SYSCALL (through Unicorn's instruction hook, which leaves
+the instruction undone).  Each leaves the core as the instruction would:
+registers written and RIP past it, or an exception delivered.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from unicorn import x86_const as r
+
+from osvemu import clock
+from osvemu.cpu import msr, x86
+from osvemu.cpu.delivery import Source
+from osvemu.cpu.msr import MsrKind
+from osvemu.cpu.paging import TranslationFault
+from osvemu.cpu.ucinternals import (
+    DESC_A,
+    DESC_B,
+    DESC_CODE,
+    DESC_G,
+    DESC_L,
+    DESC_P,
+    DESC_R,
+    DESC_S,
+    DESC_W,
+    SVM_EXIT_MSR,
+    SVM_EXIT_RDTSC,
+    SVM_EXIT_SHUTDOWN,
+)
+from osvemu.errors import GuestFault
+
+if TYPE_CHECKING:
+    from osvemu.cpu.core import Core
+
+#: Legacy and REX prefixes (Intel SDM Vol. 2A 2.1.1, 2.2.1): skipped to find
+#: an instruction's opcode and length.
+PREFIXES = frozenset({0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3} | set(range(0x40, 0x50)))
+MAX_INSTRUCTION_BYTES = 15
+OPCODE_RDTSCP = bytes.fromhex("0f01f9")
+#: SYSCALL's fixed segment attributes (AMD APM Vol. 3 SYSCALL): flat, DPL 0,
+#: accessed; CS readable code (64-bit in long mode), SS writable data, 32-bit.
+SYSCALL_CS_FLAGS = DESC_G | DESC_P | DESC_S | DESC_CODE | DESC_R | DESC_A
+SYSCALL_SS_FLAGS = DESC_G | DESC_B | DESC_P | DESC_S | DESC_W | DESC_A
+MASK_64 = 0xFFFF_FFFF_FFFF_FFFF
+
+
+def intercepted(core: Core, exit_code: int, info: int) -> None:
+    """An SVM intercept (AMD APM Vol. 2 Appendix C): RIP is at the instruction."""
+    if exit_code == SVM_EXIT_MSR:
+        (write_msr if info else read_msr)(core)
+    elif exit_code == SVM_EXIT_RDTSC:
+        read_tsc(core)
+    elif exit_code == SVM_EXIT_SHUTDOWN:
+        core.stop_with_fault("triple fault", "QEMU raised a shutdown (an exception while delivering #DF)")
+    else:
+        core.stop_with_fault("emulation error", f"unexpected SVM intercept {exit_code:#x}")
+
+
+def _opcode_length(core: Core, rip: int) -> tuple[bytes, int]:
+    """The bytes from the opcode on, and how many prefix bytes precede it."""
+    try:
+        code = core.linear.read_code(rip, MAX_INSTRUCTION_BYTES)
+    except (TranslationFault, GuestFault):
+        code = core.linear.read_code(rip, 3)  # the instruction ran, so its own bytes translate
+    prefixes = 0
+    while prefixes < len(code) and code[prefixes] in PREFIXES:
+        prefixes += 1
+    return code[prefixes:], prefixes
+
+
+def _set_edx_eax(core: Core, value: int) -> None:
+    core.uc.reg_write(r.UC_X86_REG_RAX, value & 0xFFFFFFFF)
+    core.uc.reg_write(r.UC_X86_REG_RDX, (value >> 32) & 0xFFFFFFFF)
+
+
+def _finish(core: Core, rip: int, length: int) -> None:
+    core.uc.reg_write(r.UC_X86_REG_RIP, rip + length)
+
+
+def _general_protection(core: Core) -> None:
+    core.take(x86.VECTOR_GP, Source.EXCEPTION, 0)
+
+
+# ------------------------------------------------------------------ time stamp counter
+def tsc(core: Core) -> int:
+    """The core's time stamp counter now (AMD APM Vol. 2 13.2.4): virtual
+    time at the TSC rate, plus what a write to the TSC MSR moved it by."""
+    return (clock.tsc_at(core.clock.now_ns()) + core.tsc_adjust) & MASK_64
+
+
+def read_tsc(core: Core) -> None:
+    """RDTSC or RDTSCP (QEMU reports both as the RDTSC intercept); CPL and
+    CR4.TSD were checked before the intercept."""
+    rip = core.rip
+    opcode, prefixes = _opcode_length(core, rip)
+    _set_edx_eax(core, tsc(core))
+    core.special_counts["rdtsc"] += 1
+    if opcode.startswith(OPCODE_RDTSCP):
+        core.uc.reg_write(r.UC_X86_REG_RCX, core.msr_storage.get(msr.TSC_AUX, 0) & 0xFFFFFFFF)
+        _finish(core, rip, prefixes + len(OPCODE_RDTSCP))
+    else:
+        _finish(core, rip, prefixes + 2)
+
+
+# ------------------------------------------------------------------ MSRs
+def read_msr(core: Core) -> None:
+    """RDMSR at CPL 0 (Unicorn raised #GP at CPL > 0 itself)."""
+    rip = core.rip
+    number = core.uc.reg_read(r.UC_X86_REG_RCX) & 0xFFFFFFFF
+    spec = msr.lookup(number)
+    core.msr_counts[(number, "read" if spec else "read #GP")] += 1
+    if spec is None:
+        _general_protection(core)
+        return
+    if spec.kind is MsrKind.TSC:
+        value = tsc(core)
+    elif spec.kind is MsrKind.APIC_BASE:
+        value = core.apic_base_msr
+    elif spec.kind is MsrKind.CONSTANT:
+        value = spec.value
+    elif spec.kind is MsrKind.STORAGE:
+        value = core.msr_storage.get(number, spec.value)
+    else:
+        value = core.internals.msr_read(number)
+    _set_edx_eax(core, value)
+    _, prefixes = _opcode_length(core, rip)
+    _finish(core, rip, prefixes + 2)
+
+
+def write_msr(core: Core) -> None:
+    """WRMSR at CPL 0: the value in EDX:EAX."""
+    rip = core.rip
+    number = core.uc.reg_read(r.UC_X86_REG_RCX) & 0xFFFFFFFF
+    value = ((core.uc.reg_read(r.UC_X86_REG_RDX) & 0xFFFFFFFF) << 32) | (core.uc.reg_read(r.UC_X86_REG_RAX)
+                                                                       & 0xFFFFFFFF)
+    spec = msr.lookup(number)
+    if spec is None or not _write(core, spec, value):
+        core.msr_counts[(number, "write #GP")] += 1
+        _general_protection(core)
+        return
+    core.msr_counts[(number, "write")] += 1
+    _, prefixes = _opcode_length(core, rip)
+    _finish(core, rip, prefixes + 2)
+
+
+def _write(core: Core, spec: msr.MsrSpec, value: int) -> bool:
+    """Carry out a write; False if it raises #GP."""
+    if spec.kind is MsrKind.TSC:
+        core.tsc_adjust = value - clock.tsc_at(core.clock.now_ns())
+        return True
+    if spec.kind is MsrKind.APIC_BASE:
+        if value & x86.APIC_BASE_EXTD:  # x2APIC is not advertised (Intel SDM Vol. 3A 10.12.1)
+            return False
+        keep = x86.APIC_BASE_BSP
+        core.apic_base_msr = (core.apic_base_msr & keep) | (value & ~keep)
+        return True
+    if spec.kind is MsrKind.CONSTANT:
+        return spec.write_ignored
+    if value & ~spec.writable_mask:
+        return False
+    if msr.holds_address(spec) and not _canonical(value):
+        return False
+    if spec.kind is MsrKind.STORAGE:
+        core.msr_storage[spec.number] = value
+        return True
+    if spec.number == x86.MSR_EFER and not _efer_change_allowed(core, value):
+        return False
+    core.internals.msr_write(spec.number, value)
+    return True
+
+
+def _efer_change_allowed(core: Core, value: int) -> bool:
+    """EFER.LME may not change while paging is on (AMD APM Vol. 2 14.6.1)."""
+    old = core.efer()
+    paging = core.uc.reg_read(r.UC_X86_REG_CR0) & x86.CR0_PG
+    return not (paging and (old ^ value) & x86.EFER_LME)
+
+
+def _canonical(address: int) -> bool:
+    top = address >> 47
+    return top == 0 or top == (1 << 17) - 1
+
+
+# ------------------------------------------------------------------ SYSCALL
+def syscall(core: Core) -> None:
+    """SYSCALL (AMD APM Vol. 3; Vol. 2 6.1.1).  RIP is at the instruction
+    and Unicorn adds its length once this returns (``helper_syscall``,
+    ``qemu/target/i386/seg_helper.c``), so the target is written less it."""
+    uc = core.uc
+    rip = core.rip
+    _, prefixes = _opcode_length(core, rip)
+    length = prefixes + 2
+    efer = core.efer()
+    if not efer & x86.EFER_SCE or not uc.reg_read(r.UC_X86_REG_CR0) & x86.CR0_PE:
+        core.take(x86.VECTOR_UD, Source.EXCEPTION, None)
+        uc.reg_write(r.UC_X86_REG_RIP, (core.rip - length) & MASK_64)
+        return
+    star, lstar, cstar, sfmask = (core.internals.msr_read(number) for number in
+                                  (x86.MSR_STAR, x86.MSR_LSTAR, x86.MSR_CSTAR, x86.MSR_SFMASK))
+    rflags = uc.reg_read(r.UC_X86_REG_RFLAGS)
+    selector = (star >> 32) & 0xFFFC
+    next_rip = (rip + length) & MASK_64
+    core.special_counts["syscall"] += 1
+    if efer & x86.EFER_LMA:
+        uc.reg_write(r.UC_X86_REG_RCX, next_rip)
+        uc.reg_write(r.UC_X86_REG_R11, rflags & ~x86.RFLAGS_RF)
+        target = lstar if core.code_width() == 64 else cstar
+        core.internals.load_flat_segments(selector, SYSCALL_CS_FLAGS | DESC_L, selector + 8, SYSCALL_SS_FLAGS)
+        uc.reg_write(r.UC_X86_REG_RFLAGS, rflags & ~sfmask & ~x86.RFLAGS_RF | x86.RFLAGS_FIXED)
+    else:
+        uc.reg_write(r.UC_X86_REG_RCX, next_rip & 0xFFFFFFFF)
+        target = star & 0xFFFFFFFF
+        core.internals.load_flat_segments(selector, SYSCALL_CS_FLAGS | DESC_B, selector + 8, SYSCALL_SS_FLAGS)
+        uc.reg_write(r.UC_X86_REG_RFLAGS,
+                     rflags & ~(x86.RFLAGS_IF | x86.RFLAGS_VM | x86.RFLAGS_RF) | x86.RFLAGS_FIXED)
+    uc.reg_write(r.UC_X86_REG_RIP, (target - length) & MASK_64)
+
+
+__all__ = ["intercepted", "read_msr", "read_tsc", "syscall", "tsc", "write_msr"]
