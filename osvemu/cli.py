@@ -9,6 +9,7 @@ error and exit status 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -17,7 +18,7 @@ import sys
 from dataclasses import dataclass
 
 from osvemu.errors import ConfigError, ImageError, OsvemuError
-from osvemu.image import KernelImage, load_image
+from osvemu.image import KernelImage, load_image, load_symbols
 from osvemu.osv.config import MAX_KERNELS
 from osvemu.osv.schema import printable
 from osvemu.platform import layout
@@ -163,6 +164,11 @@ def add_gdb_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gdb-wait", action="store_true", help="wait for the debugger before the first instruction")
 
 
+def add_symbol_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--symbols", type=_path("symbols"), default=None, metavar="FILE",
+                        help="symbols for a stripped image: its System.map, or an ELF with a symbol table")
+
+
 def add_trace_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--core", type=_integer("core", 0, MAX_APIC_ID), action="append", default=None, metavar="N",
                         help="trace only this core (repeatable; default all)")
@@ -187,8 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
     trace = commands.add_parser("trace", help="boot an image and trace instructions and events")
     add_machine_options(trace)
     add_trace_options(trace)
+    add_symbol_options(trace)
     debug = commands.add_parser("debug", help="boot an image under a gdb-style debugger console")
     add_machine_options(debug)
+    add_symbol_options(debug)
     tables = commands.add_parser("tables", help="print an OSV kernel's rewritten firmware tables and memory map")
     add_machine_options(tables)
     tables.add_argument("--kernel", required=True, metavar="NAME", help="the kernel whose tables to show")
@@ -311,6 +319,7 @@ def trace(args: argparse.Namespace) -> int:
     options = TraceOptions.from_args(args)
     with options.open_output() as output:
         session = prepare(args, console=options.console_sink(output))
+        _use_symbols(args, session)
         result = run_trace(session.machine, session.scheduler, session.image, options, output)
     return conclude(args, session, result)
 
@@ -319,8 +328,15 @@ def debug(args: argparse.Namespace) -> int:
     from osvemu.debug.console import DebugConsole
 
     session = prepare(args)
+    _use_symbols(args, session)
     console = DebugConsole(session.machine, session.scheduler, session.image)
     return console.main(sys.stdin, sys.stdout)
+
+
+def _use_symbols(args: argparse.Namespace, session: Session) -> None:
+    """--symbols: names for a stripped image, from its System.map or an unstripped ELF."""
+    if args.symbols:
+        session.image = dataclasses.replace(session.image, symbols=load_symbols(args.symbols, session.image))
 
 
 def tables(args: argparse.Namespace) -> int:

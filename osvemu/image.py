@@ -11,6 +11,7 @@ naming the problem.
 from __future__ import annotations
 
 import bisect
+import re
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -221,6 +222,44 @@ def _read_symbols(elf: ELFFile, segments: list[Segment]) -> SymbolTable:
                 symbols.append(Symbol(symbol["st_value"], symbol.name, symbol["st_size"]))
     aliases = [(s.paddr, s.vaddr, s.memsz) for s in segments]
     return SymbolTable(symbols, aliases)
+
+
+#: A System.map line: address, type letter, name (Linux ``scripts/mksysmap``).
+_SYSTEM_MAP_LINE = re.compile(r"^([0-9a-fA-F]{1,16})\s+([A-Za-z?])\s+(\S+)")
+#: System.map types of code and data symbols (``nm(1)``): absolute and
+#: undefined ones are left out.
+_SYSTEM_MAP_TYPES = frozenset("TtDdBbRrVvWw")
+MAX_SYMBOL_FILE_BYTES = 256 << 20
+
+
+def load_symbols(path: str, image: KernelImage) -> SymbolTable:
+    """Symbols for ``image`` from a System.map or an ELF that has a symbol
+    table (the stripped image's unstripped twin), with the image's
+    physical-to-virtual aliases; ImageError if none can be read."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(4)
+            file.seek(0)
+            if head == b"\x7fELF":
+                symbols = list(_read_symbols(ELFFile(file), list(image.segments)).symbols())
+            else:
+                symbols = _read_system_map(file.read(MAX_SYMBOL_FILE_BYTES).decode("ascii", "replace"))
+    except OSError as error:
+        raise ImageError(f"symbols {path}: {error.strerror or error}") from None
+    except _MALFORMED as error:
+        raise ImageError(f"symbols {path}: not a readable ELF ({error})") from None
+    if not symbols:
+        raise ImageError(f"symbols {path}: no symbols found (expected a System.map or an ELF with a symbol table)")
+    return SymbolTable(symbols, [(s.paddr, s.vaddr, s.memsz) for s in image.segments])
+
+
+def _read_system_map(text: str) -> list[Symbol]:
+    symbols = []
+    for line in text.splitlines():
+        match = _SYSTEM_MAP_LINE.match(line)
+        if match and match.group(2) in _SYSTEM_MAP_TYPES:
+            symbols.append(Symbol(int(match.group(1), 16), match.group(3)))
+    return symbols
 
 
 def check_placement(image: KernelImage, ram: list[tuple[int, int]], firmware_areas: Sequence) -> None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import importlib.util
 import lzma
 import shutil
 import struct
@@ -376,19 +377,36 @@ def fetch_kernel(out: Path, package: str) -> list[str]:
         files = kernel_files(unpack_package(deb, scratch_dir / "root"))
         (out / VERSION_NAME).unlink(missing_ok=True)  # until the new kernel is all written
         (out / VMLINUX_NAME).write_bytes(files.vmlinux)
-        shutil.copyfile(files.system_map, out / SYSTEM_MAP_NAME)
-        placeholder = files.system_map_is_placeholder
+        if files.system_map_is_placeholder:  # the symbols the kernel carries for /proc/kallsyms
+            decoder = kallsyms()
+            try:
+                decoder.write_system_map(out / VMLINUX_NAME, out / SYSTEM_MAP_NAME)
+            except decoder.KallsymsError as error:
+                raise ImageError(f"System.map: {error}") from None
+            source = "kallsyms"
+        else:
+            shutil.copyfile(files.system_map, out / SYSTEM_MAP_NAME)
+            source = "package"
         (out / VERSION_NAME).write_text(
             f"package={package}\ndeb={deb.name}\nrelease={files.release}\npvh_entry={files.entry:#x}\n"
-            f"system_map={'placeholder' if placeholder else 'symbols'}\n")
+            f"system_map={source}\n")
     return _kernel_lines(out, package, "wrote")
 
 
 def _kernel_lines(out: Path, package: str, verb: str) -> list[str]:
     lines = [_described(out / name, verb) for name in (VMLINUX_NAME, SYSTEM_MAP_NAME, VERSION_NAME)]
-    if read_version(out).get("system_map") == "placeholder":
-        lines[1] += f" [Debian's placeholder: the symbols are in {package.removesuffix('-unsigned')}-dbg]"
+    if read_version(out).get("system_map") == "kallsyms":
+        lines[1] += " [decoded from the kernel's own kallsyms tables: Debian ships a placeholder]"
     return lines
+
+
+def kallsyms():
+    """tools/kallsyms.py, beside this file."""
+    spec = importlib.util.spec_from_file_location("kallsyms", Path(__file__).with_name("kallsyms.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("kallsyms", module)  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
 
 
 def fetch(out: Path, package: str, force: bool = False) -> list[str]:

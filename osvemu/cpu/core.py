@@ -182,7 +182,7 @@ class Core:
         self.slices_run += 1
         if self.hook_error is not None:
             hook_error, self.hook_error = self.hook_error, None
-            if isinstance(hook_error, EmulatorError):
+            if isinstance(hook_error, EmulatorError | KeyboardInterrupt):
                 raise hook_error
             raise EmulatorError(f"core {self.index}: error in a hook: {hook_error!r}") from hook_error
         if error is not None and not self.stopped:

@@ -5,9 +5,9 @@ exceptions delivered to the guest.
 Port I/O, CPUID, device pages (the local APIC, the IOAPIC), VMMCALL and
 accesses to unbacked guest-physical memory go to the platform; exceptions
 and invalid instructions are delivered through the guest's IDT; RDMSR,
-WRMSR, RDTSC and RDTSCP arrive as SVM intercepts wherever they execute
-(:mod:`osvemu.cpu.ucinternals`), and SYSCALL, which Unicorn 2.1.4 leaves
-undone, through its instruction hook: all four are emulated in
+WRMSR arrive as SVM intercepts wherever they execute (:mod:`osvemu.cpu.
+ucinternals`), RDTSC, RDTSCP and SYSCALL (which Unicorn 2.1.4 leaves undone)
+through instruction hooks: all are emulated in
 :mod:`osvemu.cpu.special`.
 """
 
@@ -34,7 +34,7 @@ from osvemu.cpu import special, x86
 from osvemu.cpu.delivery import Source
 from osvemu.cpu.paging import TranslationFault
 from osvemu.cpu.surroundings import Access, Unmapped
-from osvemu.cpu.ucinternals import EXCP_VMEXIT
+from osvemu.cpu.ucinternals import EXCP_VMEXIT, add_instruction_hook
 from osvemu.errors import GuestFault
 
 if TYPE_CHECKING:
@@ -74,6 +74,8 @@ class CoreExits:
         uc.hook_add(UC_HOOK_INSN, self._on_out, None, 1, 0, r.UC_X86_INS_OUT)
         uc.hook_add(UC_HOOK_INSN, self._on_cpuid, None, 1, 0, r.UC_X86_INS_CPUID)
         uc.hook_add(UC_HOOK_INSN, self._on_syscall, None, 1, 0, r.UC_X86_INS_SYSCALL)
+        self._native_hooks = [add_instruction_hook(uc, r.UC_X86_INS_RDTSC, self._on_rdtsc),
+                              add_instruction_hook(uc, r.UC_X86_INS_RDTSCP, self._on_rdtscp)]
         uc.hook_add(UC_HOOK_MEM_READ_UNMAPPED | UC_HOOK_MEM_WRITE_UNMAPPED | UC_HOOK_MEM_FETCH_UNMAPPED,
                     self._on_unmapped)
         for base, size in core.platform.mmio_regions(core):
@@ -172,6 +174,16 @@ class CoreExits:
             self.core.stop_with_fault("unmapped memory", f"{kind.value} guest-physical {address:#x} ({size} bytes), "
                                       "which no RAM or device backs")
         return False
+
+    @guarded
+    def _on_rdtsc(self) -> int:
+        special.read_tsc(self.core)
+        return 1  # skip Unicorn's read of the host's counter
+
+    @guarded
+    def _on_rdtscp(self) -> int:
+        special.read_tsc(self.core, with_aux=True)
+        return 1
 
     @guarded
     def _on_syscall(self, uc: Uc, _data: object) -> None:

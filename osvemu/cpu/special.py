@@ -1,7 +1,7 @@
-"""The instructions osvemu emulates itself: RDMSR, WRMSR, RDTSC and RDTSCP
-(arriving as SVM intercepts wherever they execute, :mod:`osvemu.cpu.
-ucinternals`) and SYSCALL (through Unicorn's instruction hook, which leaves
-the instruction undone).  Each leaves the core as the instruction would:
+"""The instructions osvemu emulates itself: RDMSR and WRMSR (arriving as SVM
+intercepts wherever they execute, :mod:`osvemu.cpu.ucinternals`), RDTSC and
+RDTSCP (through their instruction hooks) and SYSCALL (through Unicorn's
+instruction hook, which leaves the instruction undone).  Each leaves the core as the instruction would:
 registers written and RIP past it, or an exception delivered.
 """
 
@@ -27,7 +27,6 @@ from osvemu.cpu.ucinternals import (
     DESC_S,
     DESC_W,
     SVM_EXIT_MSR,
-    SVM_EXIT_RDTSC,
     SVM_EXIT_SHUTDOWN,
 )
 from osvemu.errors import GuestFault
@@ -39,7 +38,6 @@ if TYPE_CHECKING:
 #: an instruction's opcode and length.
 PREFIXES = frozenset({0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3} | set(range(0x40, 0x50)))
 MAX_INSTRUCTION_BYTES = 15
-OPCODE_RDTSCP = bytes.fromhex("0f01f9")
 #: SYSCALL's fixed segment attributes (AMD APM Vol. 3 SYSCALL): flat, DPL 0,
 #: accessed; CS readable code (64-bit in long mode), SS writable data, 32-bit.
 SYSCALL_CS_FLAGS = DESC_G | DESC_P | DESC_S | DESC_CODE | DESC_R | DESC_A
@@ -51,8 +49,6 @@ def intercepted(core: Core, exit_code: int, info: int) -> None:
     """An SVM intercept (AMD APM Vol. 2 Appendix C): RIP is at the instruction."""
     if exit_code == SVM_EXIT_MSR:
         (write_msr if info else read_msr)(core)
-    elif exit_code == SVM_EXIT_RDTSC:
-        read_tsc(core)
     elif exit_code == SVM_EXIT_SHUTDOWN:
         core.stop_with_fault("triple fault", "QEMU raised a shutdown (an exception while delivering #DF)")
     else:
@@ -91,18 +87,13 @@ def tsc(core: Core) -> int:
     return (clock.tsc_at(core.clock.now_ns()) + core.tsc_adjust) & MASK_64
 
 
-def read_tsc(core: Core) -> None:
-    """RDTSC or RDTSCP (QEMU reports both as the RDTSC intercept); CPL and
-    CR4.TSD were checked before the intercept."""
-    rip = core.rip
-    opcode, prefixes = _opcode_length(core, rip)
+def read_tsc(core: Core, with_aux: bool = False) -> None:
+    """RDTSC, or RDTSCP (``with_aux``: ECX = TSC_AUX), from its instruction
+    hook: Unicorn checked CPL against CR4.TSD and moves RIP past it."""
     _set_edx_eax(core, tsc(core))
-    core.special_counts["rdtsc"] += 1
-    if opcode.startswith(OPCODE_RDTSCP):
+    if with_aux:
         core.uc.reg_write(r.UC_X86_REG_RCX, core.msr_storage.get(msr.TSC_AUX, 0) & 0xFFFFFFFF)
-        _finish(core, rip, prefixes + len(OPCODE_RDTSCP))
-    else:
-        _finish(core, rip, prefixes + 2)
+    core.special_counts["rdtscp" if with_aux else "rdtsc"] += 1
 
 
 # ------------------------------------------------------------------ MSRs

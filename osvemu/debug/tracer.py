@@ -310,12 +310,12 @@ class Tracer:
 
     @staticmethod
     def _code(core: Core, address: int, size: int) -> bytes:
-        """The instruction's bytes at its linear address (a physical read
-        where the walk fails: the core is about to fault on it anyway)."""
+        """The instruction's bytes at its linear address (none where the
+        walk fails: the core is about to fault on it anyway)."""
         try:
             return core.read_linear(address, size)
         except (TranslationFault, GuestFault):
-            return core.read_physical(address, size)
+            return b""
 
     def _on_write(self, core: Core, is_write: bool, address: int, size: int, value: int) -> None:
         self._write_event(core.index, core.retired_now(),
