@@ -77,7 +77,11 @@ MSRS: tuple[MsrSpec, ...] = (
     MsrSpec(TSC_AUX, "TSC_AUX", MsrKind.STORAGE, writable_mask=0xFFFF_FFFF),  # RDTSCP's ECX
     MsrSpec(0xC0010015, "HWCR", MsrKind.CONSTANT, HWCR_TSC_FREQ_SEL, write_ignored=True),
     MsrSpec(0xC001001F, "NB_CFG", MsrKind.STORAGE),
+    # Interrupt Pending Message (BKDG MSRC001_0055): C1E on CMP halt and SMI
+    # on CMP halt disabled at reset, so Linux's erratum-400 idle path stays off.
+    MsrSpec(0xC0010055, "INT_PENDING_MSG", MsrKind.STORAGE),
     MsrSpec(0xC0011029, "DE_CFG", MsrKind.STORAGE),
+    MsrSpec(0xC001102A, "BU_CFG2", MsrKind.STORAGE),
 )
 BY_NUMBER: dict[int, MsrSpec] = {spec.number: spec for spec in MSRS}
 assert len(BY_NUMBER) == len(MSRS)
