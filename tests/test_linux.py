@@ -118,3 +118,12 @@ def test_two_debian_kernels_side_by_side_under_osv(linux, tmp_path):
     assert data["exit_status"] == 0
     assert [kernel["exit_status"] for kernel in data["kernels"]] == [0, 0]
     assert data["violations_total"] == 0
+
+
+def test_fast_mode_gives_the_same_init_lines(native_boot):
+    """--fast preempts by host time, so the kernel log differs; /init's results must not."""
+    deterministic, _ = native_boot
+    fast = run_osvemu("boot", "--native", "--fast", str(VMLINUX), "--initrd", str(INITRAMFS), "--append", CMDLINE,
+                      "--sockets", "1", "--cores-per-socket", "2", "--memory", "512M", timeout=BOOT_TIMEOUT)
+    assert fast.returncode == 0, fast.stderr[-2000:]
+    assert init_lines(fast.stdout) == init_lines(deterministic.stdout)

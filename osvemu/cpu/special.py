@@ -68,8 +68,7 @@ def _opcode_length(core: Core, rip: int) -> tuple[bytes, int]:
 
 
 def _set_edx_eax(core: Core, value: int) -> None:
-    core.uc.reg_write(r.UC_X86_REG_RAX, value & 0xFFFFFFFF)
-    core.uc.reg_write(r.UC_X86_REG_RDX, (value >> 32) & 0xFFFFFFFF)
+    core.internals.set_edx_eax(value)
 
 
 def _finish(core: Core, rip: int, length: int) -> None:
@@ -92,7 +91,7 @@ def read_tsc(core: Core, with_aux: bool = False) -> None:
     hook: Unicorn checked CPL against CR4.TSD and moves RIP past it."""
     _set_edx_eax(core, tsc(core))
     if with_aux:
-        core.uc.reg_write(r.UC_X86_REG_RCX, core.msr_storage.get(msr.TSC_AUX, 0) & 0xFFFFFFFF)
+        core.internals.set_ecx(core.msr_storage.get(msr.TSC_AUX, 0))
     core.special_counts["rdtscp" if with_aux else "rdtsc"] += 1
 
 
