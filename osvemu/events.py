@@ -33,6 +33,7 @@ class ViolationKind(Enum):
 
     MEMORY = "memory"
     IPI = "ipi"
+    IO_INTERRUPT = "io interrupt"  # an IOAPIC redirection entry aimed outside the partition
     HYPERCALL = "hypercall"
 
 

@@ -28,6 +28,8 @@ def build_report(machine: Machine, scheduler: Scheduler, result: RunResult) -> d
             "ipis_sent_by_mode": dict(sorted(ipis.by_mode.items())),
             "timer_fires": machine.lapics[core.index].timer_fires,
             "final_state": core.state.value,
+            "emulated_instructions": dict(sorted(core.special_counts.items())),
+            "msr_accesses": {f"{number:#x} {kind}": count for (number, kind), count in sorted(core.msr_counts.items())},
             "fault": core.fault.to_json() if core.fault else None,
         })
     return {

@@ -186,7 +186,9 @@ class Scheduler:
         if len(kernels) == 1:
             end = kernels[0].end
             if end.kind.value == "exited" and not kernels[0].placement.labelled:
-                return f"guest wrote {end.status} to the exit port (core {self.machine.exit.core})"
+                if end.detail.startswith("wrote "):  # the exit port
+                    return f"guest wrote {end.status} to the exit port (core {self.machine.exit.core})"
+                return f"guest ended: {end.detail} (core {self.machine.exit.core})"
             return end.describe()
         clean = sum(1 for kernel in kernels if kernel.end.clean)
         return f"every kernel ended ({clean} of {len(kernels)} cleanly)"

@@ -48,7 +48,7 @@ def test_acpi_tables_describe_the_topology(topology):
     assert rsdp.revision == 2 and rsdp.checksum_ok
     assert layout.ACPI_TABLES_BASE <= rsdp.rsdt_address < layout.ACPI_TABLES_BASE + layout.ACPI_TABLES_SIZE
     tables = acpi.read_tables(memory.read, layout.RSDP_ADDRESS)
-    assert set(tables) == {b"XSDT", b"APIC", b"SRAT", b"SLIT"}
+    assert set(tables) == {b"XSDT", b"APIC", b"SRAT", b"SLIT", b"FACP", b"DSDT"}
     for table in tables.values():
         assert acpi.checksum_ok(table)
     # The RSDT and the XSDT list the same tables.
@@ -63,7 +63,7 @@ def test_acpi_tables_describe_the_topology(topology):
     (ioapic_id, ioapic_address, gsi_base), = madt.io_apics
     assert ioapic_address == layout.IOAPIC_BASE and gsi_base == 0
     assert ioapic_id not in {c.apic_id for c in topology.cpus}
-    assert (0, 0, 2, 0) in madt.overrides
+    assert madt.flags == 0 and madt.overrides == []  # no 8259 (PCAT_COMPAT), no PIT or SCI to override
     assert madt.nmis == [(acpi.ALL_PROCESSORS_UID, 0, 1)]
 
     srat = acpi.parse_srat(tables[b"SRAT"])
@@ -89,11 +89,10 @@ def test_mp_table_is_found_where_the_spec_searches(topology):
     assert all(flags & mptable.CPU_ENABLED for _, _, flags in config.processors)
     assert config.buses == [(0, b"ISA   ")]
     assert len(config.io_apics) == 1 and config.io_apics[0][3] == layout.IOAPIC_BASE
-    # 15 ISA interrupts (IRQ2 is the cascade), IRQ0 on INTIN2, plus ExtINT and NMI local interrupts.
-    assert len(config.io_interrupts) == 15
-    assert (mptable.INT, 0, 0, 0, config.io_apics[0][0], 2) in config.io_interrupts
-    assert [entry[0] for entry in config.local_interrupts] == [mptable.EXTINT, mptable.NMI]
-    assert config.entry_count == topology.cpu_count + 2 + 15 + 2
+    # The one ISA interrupt wired, COM1's IRQ 4 on INTIN4 (no 8254, 8259 or RTC interrupt), and NMI on LINT1.
+    assert config.io_interrupts == [(mptable.INT, 0, 0, layout.COM1_IRQ, config.io_apics[0][0], layout.COM1_IRQ)]
+    assert config.local_interrupts == [(mptable.NMI, 0, 0, 0, mptable.ALL_LOCAL_APICS, 1)]
+    assert config.entry_count == topology.cpu_count + 2 + 1 + 1
 
 
 def test_mp_search_covers_ebda_and_base_memory():

@@ -10,6 +10,7 @@ only when the download itself is impossible, saying why.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import re
 import shutil
@@ -36,9 +37,13 @@ DOWNLOAD_IMPOSSIBLE = 3  # tools/fetch_linux.py's status when apt cannot fetch t
 
 @pytest.fixture(scope="module")
 def linux() -> Path:
-    """build/linux with vmlinux and the initramfs (fetched if missing)."""
-    run = subprocess.run([sys.executable, str(ROOT / "tools" / "fetch_linux.py"), "--out", str(BUILD)],
-                         check=False, capture_output=True, text=True, timeout=600)
+    """build/linux with vmlinux and the initramfs (fetched if missing).  xdist
+    workers run this fixture each; a lock makes one fetch at a time."""
+    BUILD.mkdir(parents=True, exist_ok=True)
+    with open(BUILD / ".fetch.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        run = subprocess.run([sys.executable, str(ROOT / "tools" / "fetch_linux.py"), "--out", str(BUILD)],
+                             check=False, capture_output=True, text=True, timeout=600)
     if run.returncode == DOWNLOAD_IMPOSSIBLE:
         pytest.skip(f"the Debian kernel package cannot be downloaded here: {run.stderr.strip()}")
     assert run.returncode == 0, run.stderr

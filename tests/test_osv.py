@@ -84,7 +84,8 @@ def test_rewritten_tables_list_only_the_kernels_resources(kernels):
         assert all(acpi.checksum_ok(t) for t in tables.values())
         madt = acpi.parse_madt(tables[b"APIC"])
         assert [apic for _, apic, _ in madt.local_apics] == own
-        assert madt.io_apics == [] and madt.overrides == []  # the IOAPIC belongs to no kernel
+        # Its own IOAPIC, with the first APIC ID its cores leave free; no ISA override (nothing on IRQ 0 or the SCI).
+        assert madt.io_apics == [(0 if own[0] else len(own), layout.IOAPIC_BASE, 0)] and madt.overrides == []
         srat = acpi.parse_srat(tables[b"SRAT"])
         assert [apic for _, apic, _ in srat.processors] == own
         ram = [(r.base, r.size) for r in partition.ram]
@@ -92,7 +93,9 @@ def test_rewritten_tables_list_only_the_kernels_resources(kernels):
         assert len(acpi.parse_slit(tables[b"SLIT"])) == 1
         config = mptable.read_config(read)
         assert config.checksum_ok and [apic for apic, _, _ in config.processors] == own
-        assert config.io_apics == [] and config.io_interrupts == []
+        (ioapic_id, _, _, address), = config.io_apics
+        assert (ioapic_id, address) == (madt.io_apics[0][0], layout.IOAPIC_BASE)
+        assert config.io_interrupts == [(mptable.INT, 0, 0, layout.COM1_IRQ, ioapic_id, layout.COM1_IRQ)]
         assert [apic for apic, _, flags in config.processors if flags & mptable.CPU_BOOTSTRAP] == [own[0]]
         info = StartInfo.unpack(read(kernel.firmware.start_info_address, 56))
         entries = unpack_memory_map(read(info.memmap_paddr, 24 * info.memmap_entries), info.memmap_entries)
@@ -203,14 +206,17 @@ def test_an_attacking_kernel_is_refused_and_harms_nobody(tmp_path):
     assert "ExtINT" not in text and "extint" not in text
     assert hostile.bus.stats[PER_KERNEL].by_mode.get("extint") == 1  # from k1's first core
     past_ram = hostile.monitor.partitions[1].ram[-1].end + 0x10000  # where minilinux probes past its RAM
-    for address in (f"{past_ram:#x}", "0x40000000", "0x100000000", "0xfec00000"):
+    for address in (f"{past_ram:#x}", "0x40000000", "0x100000000"):
         assert f"read of {address} (8 bytes) outside the kernel's memory" in text
         assert f"write to {address} (8 bytes) outside the kernel's memory" in text
+    assert "0xfec00000" not in text  # the IOAPIC page is the kernel's own IOAPIC: no violation, no other kernel's
     for errno_reason in ("buffer 0x40000000+0x80 reaches guest-physical 0x40000000, not the caller's RAM", "outside 96..4096", "channel 99 does not exist",
                          "kernel 999 is not another kernel", "vector 2 is outside", "no hypercall 77"):
         assert errno_reason in text
     attacker = "\n".join(l for l in lines if l.startswith("[k1]"))
     assert "attack: memory at 1 GiB at 0x40000000: read 0xffffffffffffffff, read back 0xffffffffffffffff" in attacker
+    # Its own IOAPIC's IOREGSEL: 0 after reset, then the low byte of what was written.
+    assert "attack: the IOAPIC page at 0xfec00000: read 0x0, read back 0x5a after a write" in attacker
     assert "attack: hypercall DESCRIBE_SELF into foreign memory: result -14" in attacker
 
 
@@ -235,8 +241,8 @@ def test_tables_command_prints_and_writes_a_kernels_tables(tmp_path):
     assert "  Processor: APIC ID 24 (BSP)" in run.stdout and "APIC ID 23" not in run.stdout
     assert "[mem 0x0000000000100000-0x00000000200fffff] usable" in run.stdout
     raw = tmp_path / "raw"
-    assert sorted(p.name for p in raw.iterdir()) == ["apic.dat", "e820.dat", "mptable.dat", "slit.dat", "srat.dat",
-                                                    "xsdt.dat"]
+    assert sorted(p.name for p in raw.iterdir()) == ["apic.dat", "dsdt.dat", "e820.dat", "facp.dat", "mptable.dat",
+                                                    "slit.dat", "srat.dat", "xsdt.dat"]
     assert acpi.checksum_ok((raw / "apic.dat").read_bytes())
     wrong = osvemu("tables", str(IMAGE), "--kernel", "k9")
     assert wrong.returncode == 2 and "the kernels are k0, k1, k2, k3" in wrong.stderr

@@ -376,7 +376,7 @@ def fetch_kernel(out: Path, package: str) -> list[str]:
         deb = download_package(package, scratch_dir)
         files = kernel_files(unpack_package(deb, scratch_dir / "root"))
         (out / VERSION_NAME).unlink(missing_ok=True)  # until the new kernel is all written
-        (out / VMLINUX_NAME).write_bytes(files.vmlinux)
+        write_atomically(out / VMLINUX_NAME, files.vmlinux)
         if files.system_map_is_placeholder:  # the symbols the kernel carries for /proc/kallsyms
             decoder = kallsyms()
             try:
@@ -409,6 +409,14 @@ def kallsyms():
     return module
 
 
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write beside ``path`` and rename over it: a concurrent reader (a boot
+    reading the initramfs) sees the old file or the new one, never half."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_bytes(data)
+    partial.replace(path)
+
+
 def fetch(out: Path, package: str, force: bool = False) -> list[str]:
     """Make every output in ``out``; one line per file saying what was done."""
     out.mkdir(parents=True, exist_ok=True)
@@ -418,7 +426,7 @@ def fetch(out: Path, package: str, force: bool = False) -> list[str]:
         lines = _kernel_lines(out, package, "kept")
     init = build_init(INIT_SOURCE, out / INIT_NAME)
     initramfs = out / INITRAMFS_NAME
-    initramfs.write_bytes(build_initramfs(init.read_bytes()))
+    write_atomically(initramfs, build_initramfs(init.read_bytes()))
     return [*lines, _described(init, "wrote"), _described(initramfs, "wrote")]
 
 

@@ -132,11 +132,16 @@ class CoreExits:
     # ------------------------------------------------------------ I/O, CPUID, devices
     @guarded
     def _on_in(self, uc: Uc, port: int, size: int, _data: object) -> int:
-        return self.core.platform.port_in(self.core, port, size)
+        value = self.core.platform.port_in(self.core, port, size)
+        if self.core.interrupt_ready():
+            self.core.stop_after_instruction()  # a device read raised an interrupt: take it promptly
+        return value
 
     @guarded
     def _on_out(self, uc: Uc, port: int, size: int, value: int, _data: object) -> None:
         self.core.platform.port_out(self.core, port, size, value)
+        if self.core.interrupt_ready():
+            self.core.stop_after_instruction()  # so the interrupt is taken promptly
 
     @guarded
     def _on_cpuid(self, uc: Uc, _data: object) -> int:

@@ -1,5 +1,6 @@
-"""OSV's decision on every ICR write: a pure function from the ICR, the
-sending APIC and the partition layout to deliveries and refusals.
+"""OSV's decision on every ICR write and every I/O APIC message: pure
+functions from the message, its source (the sending APIC, or the kernel
+owning the I/O APIC) and the partition layout to deliveries and refusals.
 
 Rules (the paper's interface, section "Interrupt virtualization"):
 
@@ -21,6 +22,12 @@ modes, illegal vectors) refuse a message exactly as on the bare machine;
 those refusals are the guest's own mistake, not OSV violations.  Inside a
 partition a legitimate IPI is routed exactly as on the bare machine
 (:func:`osvemu.platform.icr.resolve_destinations`).
+
+An I/O APIC's message (:func:`route_io_interrupt`) obeys the same rules as
+an IPI without a shorthand, with the partition of the kernel that owns the
+I/O APIC (each kernel has its own) in place of the sender's: a redirection
+entry aimed at a physical APIC of another partition is refused, never
+delivered.
 """
 
 from __future__ import annotations
@@ -28,7 +35,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from osvemu.platform.apicbus import Refusal, RoutingDecision, RoutingPolicy, architectural_refusal
+from osvemu.platform.apicbus import (
+    NO_SENDER,
+    IoRoutingPolicy,
+    Refusal,
+    RoutingDecision,
+    RoutingPolicy,
+    architectural_refusal,
+    io_architectural_refusal,
+)
 from osvemu.platform.icr import (
     BROADCAST_ID,
     ApicState,
@@ -64,6 +79,23 @@ def route_ipi(icr: Icr, sender_apic_id: int, layout: PartitionLayout,
     partition = layout.owner.get(sender_apic_id)
     if partition is None:
         return RoutingDecision((), (Refusal(None, f"APIC {sender_apic_id} belongs to no partition"),))
+    return _route_within(icr, sender_apic_id, partition, layout, apics)
+
+
+def route_io_interrupt(icr: Icr, partition: int, layout: PartitionLayout,
+                       apics: Sequence[ApicState]) -> RoutingDecision:
+    """Deliveries and refusals for a message of ``partition``'s I/O APIC."""
+    architectural = io_architectural_refusal(icr)
+    if architectural is not None:
+        return RoutingDecision((), (architectural,))
+    if icr.delivery_mode in REFUSED_MODES:
+        return RoutingDecision((), (Refusal(None, REFUSED_MODES[icr.delivery_mode]),))
+    return _route_within(icr, NO_SENDER, partition, layout, apics)
+
+
+def _route_within(icr: Icr, sender_apic_id: int, partition: int, layout: PartitionLayout,
+                  apics: Sequence[ApicState]) -> RoutingDecision:
+    """Resolve the destination among the partition's own APICs only."""
     own = layout.members(partition)
     own_apics = [a for a in apics if a.apic_id in own]
     deliveries = tuple(resolve_destinations(icr, sender_apic_id, own_apics))
@@ -73,7 +105,8 @@ def route_ipi(icr: Icr, sender_apic_id: int, layout: PartitionLayout,
         where = "another partition" if icr.destination in layout.owner else "no processor"
         refusals.append(Refusal(icr.destination, f"physical destination APIC {icr.destination} belongs to {where}"))
     if icr.delivery_mode == DeliveryMode.LOWEST_PRIORITY and not deliveries and not refusals:
-        refusals.append(Refusal(None, "lowest-priority IPI matches no core of the partition"))
+        what = "IPI" if sender_apic_id != NO_SENDER else "interrupt"
+        refusals.append(Refusal(None, f"lowest-priority {what} matches no core of the partition"))
     return RoutingDecision(deliveries, tuple(refusals))
 
 
@@ -84,4 +117,11 @@ def make_policy(layout: PartitionLayout) -> RoutingPolicy:
     return policy
 
 
-__all__ = ["REFUSED_MODES", "PartitionLayout", "make_policy", "route_ipi"]
+def make_io_policy(layout: PartitionLayout) -> IoRoutingPolicy:
+    """The ApicBus policy for I/O APIC messages under this layout."""
+    def policy(icr: Icr, owner: int, apics: Sequence[ApicState]) -> RoutingDecision:
+        return route_io_interrupt(icr, owner, layout, apics)
+    return policy
+
+
+__all__ = ["REFUSED_MODES", "PartitionLayout", "make_io_policy", "make_policy", "route_io_interrupt", "route_ipi"]

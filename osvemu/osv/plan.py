@@ -5,10 +5,14 @@ onto machine memory, as nested paging does in the paper: a private low MiB
 (its own firmware tables, MP floating pointer and AP trampoline page), its
 RAM from 1 MiB up, and its shared channels high in the 32-bit hole.  Its
 cores map exactly that; anything else is a memory violation.  Its firmware
-describes only its cores and memory; no device is shared (the IOAPIC would
-be a register file every kernel could write: a covert channel).  ICR writes
-are routed by :func:`osvemu.osv.ipi_policy.route_ipi`, and the monitor
-(:class:`osvemu.osv.monitor.OsvMonitor`) owns the hypercalls and violations.
+describes only its cores, its memory and its own devices: no device is
+shared (one IOAPIC would be a register file every kernel could write: a
+covert channel), so each kernel has a virtual IOAPIC of its own at the usual
+address, with its own COM1 on pin 4.  ICR writes are routed by
+:func:`osvemu.osv.ipi_policy.route_ipi` and that IOAPIC's messages by
+:func:`osvemu.osv.ipi_policy.route_io_interrupt`, which let them reach only
+the kernel's own cores; the monitor (:class:`osvemu.osv.monitor.OsvMonitor`)
+owns the hypercalls and violations.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from osvemu.cpu.memory import Mapping, MemoryBank, MemoryView
 from osvemu.errors import ImageError
 from osvemu.image import KernelImage, load_image
 from osvemu.osv.config import MAX_GUEST_RAM, OsvConfig
-from osvemu.osv.ipi_policy import PartitionLayout, make_policy
+from osvemu.osv.ipi_policy import PartitionLayout, make_io_policy, make_policy
 from osvemu.osv.monitor import ChannelPlacement, OsvMonitor, PartitionInfo
 from osvemu.platform import layout
 from osvemu.platform.firmware import FirmwareView
@@ -58,8 +62,8 @@ def osv_plan(config: OsvConfig, images: dict[str, KernelImage] | None = None) ->
                                        shared_ranges=tuple((c.gpa, c.size) for c in own_channels),
                                        initrd=initrds.get(plan.initrd)))
         partitions.append(partition)
-    owner = {apic: plan.index for plan in config.kernels for apic in plan.apic_ids}
-    return MachinePlan(config.topology, memory, tuple(kernels), make_policy(PartitionLayout(owner)),
+    owner = PartitionLayout({apic: plan.index for plan in config.kernels for apic in plan.apic_ids})
+    return MachinePlan(config.topology, memory, tuple(kernels), make_policy(owner), make_io_policy(owner),
                        monitor=OsvMonitor(tuple(partitions), config.violation_records))
 
 
@@ -73,11 +77,12 @@ def _place_channels(config: OsvConfig) -> list[ChannelPlacement]:
 def _firmware_view(config: OsvConfig, partition: PartitionInfo) -> FirmwareView:
     """The machine as this kernel is told about it: its cores, its RAM at
     its guest-physical addresses (the low 640 KiB on its first node), its
-    channels reserved, no IOAPIC."""
+    channels reserved, and its own IOAPIC, with the first APIC ID its
+    cores leave free."""
     cpus = tuple(config.topology.cpu_by_apic_id(apic) for apic in partition.plan.apic_ids)
     low = MemoryRange(0, layout.CONVENTIONAL_END, partition.ram[0].node)
     reserved = tuple((channel.gpa, channel.size) for channel in partition.channels)
-    return FirmwareView(cpus, cpus[0].apic_id, (low,) + partition.ram, None, reserved)
+    return FirmwareView(cpus, cpus[0].apic_id, (low,) + partition.ram, FirmwareView.free_apic_id(cpus), reserved)
 
 
 __all__ = ["MAX_GUEST_RAM", "osv_plan"]

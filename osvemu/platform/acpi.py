@@ -1,10 +1,21 @@
-"""ACPI tables describing the machine's processors and NUMA layout
-(ACPI 6.4 section 5.2): RSDP, RSDT, XSDT, MADT, SRAT and SLIT.
+"""ACPI tables describing the machine's processors, NUMA layout and
+devices (ACPI 6.4 section 5.2): RSDP, RSDT, XSDT, MADT, SRAT, SLIT, FADT
+and the DSDT.
 
 Each layout is one ``struct.Struct`` declared here, built by one function and
 parsed back by another so tests (and OSV's verification) can check what a
 kernel will read.  Proximity domains are numbered 0..N-1 in the order of the
 view's nodes, so a view of some sockets still gets a dense SLIT.
+
+The platform is **hardware-reduced ACPI** (ACPI 6.4 4.1): no PM1 event or
+control blocks, no PM timer, no SCI, no 8254 PIT and no 8259 PIC.  The FADT
+says so with HW_REDUCED_ACPI, which makes Linux drop the PIT and the legacy
+PIC (``acpi_generic_reduced_hw_init``, arch/x86/kernel/acpi/boot.c) instead
+of wiring a timer through them (``check_timer``), and power-off goes through
+the FADT's sleep registers with the ``\\_S5`` sleep type the DSDT names.
+The DSDT's few bytes of AML are assembled here by hand (ACPI 6.4 section 20)
+and also name COM1 and the RTC, which is how Linux finds their resources
+once the legacy PIC, and with it the fixed ISA IRQ numbers, is gone.
 """
 
 from __future__ import annotations
@@ -58,9 +69,6 @@ assert MADT_INTERRUPT_OVERRIDE_ENTRY.size == 10
 MADT_LOCAL_APIC_NMI_ENTRY = struct.Struct("<BBBHB")
 assert MADT_LOCAL_APIC_NMI_ENTRY.size == 6
 ALL_PROCESSORS_UID = 0xFF
-#: MPS INTI flags (Table 5.26): polarity bits 1:0, trigger mode bits 3:2.
-INTI_ACTIVE_HIGH = 0b01
-INTI_LEVEL = 0b11 << 2
 
 # --- System Resource Affinity Table (ACPI 6.4 5.2.16) ---
 SRAT_SIGNATURE = b"SRAT"
@@ -88,6 +96,93 @@ REMOTE_DISTANCE = 20
 
 RSDT_SIGNATURE = b"RSDT"
 XSDT_SIGNATURE = b"XSDT"
+
+# --- Generic Address Structure (ACPI 6.4 5.2.3.2) ---
+#: address space ID, register bit width, register bit offset, access size, address.
+GAS = struct.Struct("<BBBBQ")
+assert GAS.size == 12
+GAS_SYSTEM_IO = 1  # address space ID (Table 5.2)
+GAS_ACCESS_BYTE = 1  # access size (Table 5.2)
+
+# --- Fixed ACPI Description Table (ACPI 6.4 5.2.9, Table 5.9) ---
+FADT_SIGNATURE = b"FACP"
+FADT_REVISION = 6
+FADT_MINOR_REVISION = 4  # ACPI 6.4
+#: The fields after the header, in order, with their struct codes ("12s" is
+#: a Generic Address Structure); offsets are those of Table 5.9.
+FADT_FIELDS: tuple[tuple[str, str], ...] = (
+    ("firmware_ctrl", "I"), ("dsdt", "I"), ("reserved0", "B"), ("preferred_pm_profile", "B"),  # 36
+    ("sci_int", "H"), ("smi_cmd", "I"), ("acpi_enable", "B"), ("acpi_disable", "B"),  # 46
+    ("s4bios_req", "B"), ("pstate_cnt", "B"), ("pm1a_evt_blk", "I"), ("pm1b_evt_blk", "I"),  # 54
+    ("pm1a_cnt_blk", "I"), ("pm1b_cnt_blk", "I"), ("pm2_cnt_blk", "I"), ("pm_tmr_blk", "I"),  # 64
+    ("gpe0_blk", "I"), ("gpe1_blk", "I"), ("pm1_evt_len", "B"), ("pm1_cnt_len", "B"),  # 80
+    ("pm2_cnt_len", "B"), ("pm_tmr_len", "B"), ("gpe0_blk_len", "B"), ("gpe1_blk_len", "B"),  # 90
+    ("gpe1_base", "B"), ("cst_cnt", "B"), ("p_lvl2_lat", "H"), ("p_lvl3_lat", "H"),  # 94
+    ("flush_size", "H"), ("flush_stride", "H"), ("duty_offset", "B"), ("duty_width", "B"),  # 100
+    ("day_alrm", "B"), ("mon_alrm", "B"), ("century", "B"), ("iapc_boot_arch", "H"),  # 106
+    ("reserved1", "B"), ("flags", "I"), ("reset_reg", "12s"), ("reset_value", "B"),  # 111
+    ("arm_boot_arch", "H"), ("minor_version", "B"), ("x_firmware_ctrl", "Q"), ("x_dsdt", "Q"),  # 129
+    ("x_pm1a_evt_blk", "12s"), ("x_pm1b_evt_blk", "12s"), ("x_pm1a_cnt_blk", "12s"),  # 148
+    ("x_pm1b_cnt_blk", "12s"), ("x_pm2_cnt_blk", "12s"), ("x_pm_tmr_blk", "12s"),  # 184
+    ("x_gpe0_blk", "12s"), ("x_gpe1_blk", "12s"), ("sleep_control_reg", "12s"),  # 220
+    ("sleep_status_reg", "12s"), ("hypervisor_vendor_identity", "Q"),  # 256
+)
+FADT_BODY = struct.Struct("<" + "".join(code for _, code in FADT_FIELDS))
+FADT_LENGTH = 276
+assert SDT_HEADER.size + FADT_BODY.size == FADT_LENGTH
+#: Preferred_PM_Profile (Table 5.9): an Opteron server.
+PM_PROFILE_ENTERPRISE_SERVER = 4
+#: P_LVL2_LAT above 100 and P_LVL3_LAT above 1000 say C2 and C3 are not supported.
+C2_NOT_SUPPORTED = 101
+C3_NOT_SUPPORTED = 1001
+# Fixed feature flags (Table 5.10).
+FADT_WBINVD = 1 << 0  # WBINVD flushes and invalidates caches correctly
+FADT_PROC_C1 = 1 << 2  # C1 (HLT) works on every processor
+FADT_PWR_BUTTON = 1 << 4  # no fixed-feature power button
+FADT_SLP_BUTTON = 1 << 5  # no fixed-feature sleep button
+FADT_FIX_RTC = 1 << 6  # no RTC wake status in fixed register space
+FADT_HEADLESS = 1 << 12  # no monitor, keyboard or mouse to detect
+FADT_HW_REDUCED_ACPI = 1 << 20
+FADT_FLAGS = (FADT_WBINVD | FADT_PROC_C1 | FADT_PWR_BUTTON | FADT_SLP_BUTTON | FADT_FIX_RTC | FADT_HEADLESS
+              | FADT_HW_REDUCED_ACPI)
+# IA-PC boot architecture flags (Table 5.11).
+BOOT_LEGACY_DEVICES = 1 << 0  # user-visible ISA/LPC devices: COM1 (and the RTC)
+BOOT_8042 = 1 << 1  # a keyboard controller at 0x60/0x64: not present
+BOOT_VGA_NOT_PRESENT = 1 << 2
+BOOT_MSI_NOT_SUPPORTED = 1 << 3  # there is no PCI, so no MSI either
+BOOT_CMOS_RTC_NOT_PRESENT = 1 << 5  # the RTC is present: clear
+IAPC_BOOT_ARCH = BOOT_LEGACY_DEVICES | BOOT_VGA_NOT_PRESENT | BOOT_MSI_NOT_SUPPORTED
+# The sleep registers of HW-reduced ACPI (ACPI 6.4 4.8.3.7, 4.8.3.8).
+SLEEP_CONTROL_SLP_TYP_SHIFT = 2  # bits 4:2
+SLEEP_CONTROL_SLP_TYP_MASK = 0b111
+SLEEP_CONTROL_SLP_EN = 1 << 5
+SLEEP_STATUS_WAK_STS = 1 << 7
+#: The SLP_TYP value the DSDT's \_S5 package gives for soft-off.
+S5_SLEEP_TYPE = 5
+
+# --- Differentiated System Description Table (ACPI 6.4 5.2.11.1) ---
+DSDT_SIGNATURE = b"DSDT"
+#: Revision 2 or more: AML integers are 64 bits wide (ACPI 6.4 5.2.11.1).
+DSDT_REVISION = 2
+# AML opcodes and prefixes (ACPI 6.4 section 20.3, Table 20.2), used below
+# with the grammar rule each builds.
+AML_ZERO_OP = 0x00  # 20.2.3 ZeroOp: the integer 0
+AML_ONE_OP = 0x01  # 20.2.3 OneOp: the integer 1
+AML_NAME_OP = 0x08  # 20.2.5.1 DefName := NameOp NameString DataRefObject
+AML_BYTE_PREFIX = 0x0A  # 20.2.3 ByteConst := BytePrefix ByteData
+AML_WORD_PREFIX = 0x0B  # 20.2.3 WordConst := WordPrefix WordData
+AML_DWORD_PREFIX = 0x0C  # 20.2.3 DWordConst := DWordPrefix DWordData
+AML_SCOPE_OP = 0x10  # 20.2.5.1 DefScope := ScopeOp PkgLength NameString TermList
+AML_BUFFER_OP = 0x11  # 20.2.5.4 DefBuffer := BufferOp PkgLength BufferSize ByteList
+AML_PACKAGE_OP = 0x12  # 20.2.5.4 DefPackage := PackageOp PkgLength NumElements PackageElementList
+AML_EXT_OP_PREFIX = 0x5B  # 20.2.5.2 DeviceOp := ExtOpPrefix 0x82
+AML_DEVICE_OP = 0x82  # DefDevice := DeviceOp PkgLength NameString TermList
+AML_ROOT_CHAR = 0x5C  # 20.2.2 RootChar: a backslash, the namespace root
+# Small resource data items (ACPI 6.4 6.4.2): tag byte = item name << 3 | length.
+RESOURCE_IRQ_NO_FLAGS = 0x04 << 3 | 2  # 6.4.2.1 IRQ descriptor without its information byte
+RESOURCE_IO_PORT = 0x08 << 3 | 7  # 6.4.2.5 I/O port descriptor
+RESOURCE_END_TAG = 0x0F << 3 | 1  # 6.4.2.9 end tag
+IO_DECODE_16 = 0x01  # the I/O port descriptor's information byte: 16-bit decode
 
 
 def checksum(data: bytes) -> int:
@@ -127,17 +222,18 @@ def sdt(signature: bytes, revision: int, body: bytes) -> bytes:
 
 def build_madt(processors: list[ProcessorInfo], lapic_address: int, ioapic_id: int | None,
                ioapic_address: int) -> bytes:
-    """MADT with one enabled local APIC per processor, the IOAPIC, QEMU-like
-    ISA overrides (IRQ0 on GSI2, the SCI level-triggered) and LINT1 as NMI."""
-    body = bytearray(MADT_FIXED.pack(lapic_address, MADT_PCAT_COMPAT))
+    """MADT with one enabled local APIC per processor, the IOAPIC (GSIs
+    0-23) and LINT1 as NMI.  The flags leave PCAT_COMPAT clear: there is no
+    8259 pair to mask (ACPI 6.4 Table 5.20).  No interrupt source override
+    is needed: the only ISA interrupt, COM1's IRQ 4, is identity-mapped
+    with the ISA defaults (edge, active high), and there is neither an 8254
+    on IRQ 0 nor, hardware-reduced, an SCI."""
+    body = bytearray(MADT_FIXED.pack(lapic_address, 0))
     for cpu in processors:
         body += MADT_LOCAL_APIC_ENTRY.pack(MADT_LOCAL_APIC, MADT_LOCAL_APIC_ENTRY.size, cpu.uid, cpu.apic_id,
                                            LOCAL_APIC_ENABLED)
-    if ioapic_id is not None:  # a view without an IOAPIC (an OSV partition) has no ISA routing either
+    if ioapic_id is not None:
         body += MADT_IO_APIC_ENTRY.pack(MADT_IO_APIC, MADT_IO_APIC_ENTRY.size, ioapic_id, 0, ioapic_address, 0)
-        for source, gsi, flags in ((0, 2, 0), (9, 9, INTI_ACTIVE_HIGH | INTI_LEVEL)):
-            body += MADT_INTERRUPT_OVERRIDE_ENTRY.pack(MADT_INTERRUPT_OVERRIDE, MADT_INTERRUPT_OVERRIDE_ENTRY.size,
-                                                       0, source, gsi, flags)
     body += MADT_LOCAL_APIC_NMI_ENTRY.pack(MADT_LOCAL_APIC_NMI, MADT_LOCAL_APIC_NMI_ENTRY.size,
                                            ALL_PROCESSORS_UID, 0, 1)
     return sdt(MADT_SIGNATURE, MADT_REVISION, bytes(body))
@@ -178,28 +274,194 @@ def build_rsdp(rsdt_address: int, xsdt_address: int) -> bytes:
     return bytes(data)
 
 
+# ------------------------------------------------------------------ AML (ACPI 6.4 section 20)
+def aml_pkg_length(body_length: int) -> bytes:
+    """20.2.4 PkgLength for ``body_length`` bytes that follow it: the count
+    includes the PkgLength bytes themselves.  Up to 63 it is one byte; else
+    bits 7:6 of the lead byte say how many bytes follow, its bits 3:0 hold
+    the low nibble and the following bytes the rest, least significant first."""
+    for extra in range(4):
+        total = body_length + 1 + extra
+        if extra == 0 and total < 0x40:
+            return bytes((total,))
+        if extra and total < 1 << (4 + 8 * extra):
+            return bytes((extra << 6 | total & 0xF,)) + (total >> 4).to_bytes(extra, "little")
+    raise ValueError(f"AML package of {body_length} bytes is too long")
+
+
+def aml_integer(value: int) -> bytes:
+    """20.2.3 ComputationalData: ZeroOp, OneOp or the shortest ByteConst,
+    WordConst or DWordConst."""
+    if value in (0, 1):
+        return bytes((AML_ZERO_OP if value == 0 else AML_ONE_OP,))
+    for prefix, size in ((AML_BYTE_PREFIX, 1), (AML_WORD_PREFIX, 2), (AML_DWORD_PREFIX, 4)):
+        if value < 1 << (8 * size):
+            return bytes((prefix,)) + value.to_bytes(size, "little")
+    raise ValueError(f"AML integer {value:#x} needs a QWordConst")
+
+
+def aml_name_seg(name: str) -> bytes:
+    """20.2.2 NameSeg: four characters, short names padded with '_'."""
+    if not 1 <= len(name) <= 4:
+        raise ValueError(f"AML name {name!r} is not 1 to 4 characters")
+    return name.ljust(4, "_").encode("ascii")
+
+
+def aml_name(name: str, data: bytes) -> bytes:
+    """20.2.5.1 DefName: Name(name, data)."""
+    return bytes((AML_NAME_OP,)) + aml_name_seg(name) + data
+
+
+def aml_package(*elements: int) -> bytes:
+    """20.2.5.4 DefPackage of integers: Package(){elements}."""
+    body = bytes((len(elements),)) + b"".join(aml_integer(element) for element in elements)
+    return bytes((AML_PACKAGE_OP,)) + aml_pkg_length(len(body)) + body
+
+
+def aml_buffer(data: bytes) -> bytes:
+    """20.2.5.4 DefBuffer initialised with ``data``: Buffer(){data}."""
+    body = aml_integer(len(data)) + data
+    return bytes((AML_BUFFER_OP,)) + aml_pkg_length(len(body)) + body
+
+
+def aml_scope(path: str, *terms: bytes) -> bytes:
+    """20.2.5.1 DefScope of a root-relative one-segment path such as ``\\_SB``."""
+    body = bytes((AML_ROOT_CHAR,)) + aml_name_seg(path.lstrip("\\")) + b"".join(terms)
+    return bytes((AML_SCOPE_OP,)) + aml_pkg_length(len(body)) + body
+
+
+def aml_device(name: str, *terms: bytes) -> bytes:
+    """20.2.5.2 DefDevice: Device(name){terms}."""
+    body = aml_name_seg(name) + b"".join(terms)
+    return bytes((AML_EXT_OP_PREFIX, AML_DEVICE_OP)) + aml_pkg_length(len(body)) + body
+
+
+def eisa_id(text: str) -> int:
+    """The compressed EISA ID ``EisaId("PNP0501")`` stands for (ACPI 6.4
+    19.6.35): three letters of five bits each ('A' = 1) in the first two
+    bytes, big-endian, then four hex digits in the next two, as a DWORD."""
+    letters = [ord(char) - 0x40 for char in text[:3]]
+    vendor = letters[0] << 10 | letters[1] << 5 | letters[2]
+    return int.from_bytes(vendor.to_bytes(2, "big") + bytes.fromhex(text[3:]), "little")
+
+
+def io_port_descriptor(base: int, length: int) -> bytes:
+    """6.4.2.5 I/O port descriptor: 16-bit decode, a fixed base (minimum =
+    maximum), byte alignment, ``length`` ports."""
+    return bytes((RESOURCE_IO_PORT, IO_DECODE_16)) + struct.pack("<HHBB", base, base, 1, length)
+
+
+def irq_descriptor(irq: int) -> bytes:
+    """6.4.2.1 IRQ descriptor without the information byte (IRQNoFlags):
+    edge-triggered, active high, not shared -- an ISA interrupt."""
+    return bytes((RESOURCE_IRQ_NO_FLAGS,)) + struct.pack("<H", 1 << irq)
+
+
+def end_tag() -> bytes:
+    """6.4.2.9 end tag; a checksum byte of 0 means the template has none."""
+    return bytes((RESOURCE_END_TAG, 0))
+
+
+# ------------------------------------------------------------------ FADT and DSDT
+@dataclass(frozen=True)
+class PlatformDevices:
+    """The legacy devices a kernel's DSDT names, and its sleep registers."""
+
+    com1_port: int
+    com1_irq: int | None  # None: no IOAPIC input carries it (the kernel polls COM1)
+    rtc_port: int
+    sleep_control_port: int
+    sleep_status_port: int
+
+
+def io_register(port: int) -> bytes:
+    """A one-byte register at I/O ``port`` as a Generic Address Structure."""
+    return GAS.pack(GAS_SYSTEM_IO, 8, 0, GAS_ACCESS_BYTE, port)
+
+
+def build_dsdt(devices: PlatformDevices) -> bytes:
+    """The DSDT: ``\\_S5`` for power-off, and under ``\\_SB`` COM1
+    (PNP0501: its 8 ports and, wired to the IOAPIC, ISA IRQ 4) and the RTC
+    (PNP0B00: ports 0x70-0x71, no interrupt, so Linux registers it without
+    alarms rather than ask for a legacy IRQ 8 a HW-reduced platform lacks).
+
+    ``Name(_S5, Package(){5, 0})`` assembles to ``08 5F 53 35 5F 12 05 02
+    0A 05 00``: NameOp, NameSeg "_S5_", PackageOp, PkgLength 5 (itself, the
+    element count and three element bytes), NumElements 2, BytePrefix 5
+    (SLP_TYPa), ZeroOp (SLP_TYPb)."""
+    com1 = [aml_name("_HID", aml_integer(eisa_id("PNP0501"))), aml_name("_UID", aml_integer(1))]
+    com1_resources = io_port_descriptor(devices.com1_port, 8)
+    if devices.com1_irq is not None:
+        com1_resources += irq_descriptor(devices.com1_irq)
+    com1.append(aml_name("_CRS", aml_buffer(com1_resources + end_tag())))
+    rtc = [aml_name("_HID", aml_integer(eisa_id("PNP0B00"))),
+           aml_name("_CRS", aml_buffer(io_port_descriptor(devices.rtc_port, 2) + end_tag()))]
+    aml = aml_name("_S5", aml_package(S5_SLEEP_TYPE, 0)) + aml_scope(
+        "\\_SB", aml_device("COM1", *com1), aml_device("RTC", *rtc))
+    return sdt(DSDT_SIGNATURE, DSDT_REVISION, aml)
+
+
+def build_fadt(dsdt_address: int, devices: PlatformDevices) -> bytes:
+    """A revision 6.4 FADT for a hardware-reduced platform (ACPI 6.4 5.2.9):
+    no FACS, no SCI, SMI command or PM register blocks, the DSDT at
+    ``dsdt_address`` (both the 32-bit and the X_ field, which must then
+    agree), and the sleep control and status registers.
+
+    IAPC_BOOT_ARCH says what the platform really has: legacy devices (COM1
+    and the RTC, found through the DSDT), no 8042 (Linux skips probing
+    0x60/0x64), no VGA (nor probing for one), no MSI (there is no PCI), and
+    the CMOS RTC present (so Linux reads the wall clock from it)."""
+    values: dict[str, int | bytes] = {name: bytes(GAS.size) if code == "12s" else 0 for name, code in FADT_FIELDS}
+    values.update(
+        dsdt=dsdt_address, x_dsdt=dsdt_address, preferred_pm_profile=PM_PROFILE_ENTERPRISE_SERVER,
+        p_lvl2_lat=C2_NOT_SUPPORTED, p_lvl3_lat=C3_NOT_SUPPORTED, iapc_boot_arch=IAPC_BOOT_ARCH,
+        flags=FADT_FLAGS, minor_version=FADT_MINOR_REVISION,
+        sleep_control_reg=io_register(devices.sleep_control_port),
+        sleep_status_reg=io_register(devices.sleep_status_port),
+    )
+    return sdt(FADT_SIGNATURE, FADT_REVISION, FADT_BODY.pack(*(values[name] for name, _ in FADT_FIELDS)))
+
+
+def sleep_request(value: int) -> int | None:
+    """The sleep type a write of ``value`` to the sleep control register
+    asks to enter: SLP_TYP when SLP_EN is set (ACPI 6.4 4.8.3.7), else None."""
+    if not value & SLEEP_CONTROL_SLP_EN:
+        return None
+    return (value >> SLEEP_CONTROL_SLP_TYP_SHIFT) & SLEEP_CONTROL_SLP_TYP_MASK
+
+
 def build_acpi(processors: list[ProcessorInfo], memory: list[MemoryAffinity], domains: int, *,
-               lapic_address: int, ioapic_id: int | None, ioapic_address: int,
+               lapic_address: int, ioapic_id: int | None, ioapic_address: int, devices: PlatformDevices,
                tables_base: int, tables_size: int, rsdp_address: int) -> list[tuple[int, bytes]]:
     """Lay the tables out from ``tables_base`` (16-byte aligned each) and
-    return (address, bytes) writes, the RSDP last."""
+    return (address, bytes) writes, the RSDP last.  The RSDT and XSDT list
+    the MADT, SRAT, SLIT and FADT, in that order; the DSDT is reached
+    through the FADT."""
     tables = [
         build_madt(processors, lapic_address, ioapic_id, ioapic_address),
         build_srat(processors, memory),
         build_slit(domains),
     ]
+    listed = len(tables) + 1  # and the FADT
     writes: list[tuple[int, bytes]] = []
     cursor = tables_base
     # RSDT and XSDT come first; their size is known before the addresses are.
     rsdt_address = cursor
-    cursor = _align16(cursor + SDT_HEADER.size + 4 * len(tables))
+    cursor = _align16(cursor + SDT_HEADER.size + 4 * listed)
     xsdt_address = cursor
-    cursor = _align16(cursor + SDT_HEADER.size + 8 * len(tables))
+    cursor = _align16(cursor + SDT_HEADER.size + 8 * listed)
     addresses = []
     for table in tables:
         addresses.append(cursor)
         writes.append((cursor, table))
         cursor = _align16(cursor + len(table))
+    dsdt = build_dsdt(devices)
+    dsdt_address = cursor
+    writes.append((dsdt_address, dsdt))
+    cursor = _align16(cursor + len(dsdt))
+    addresses.append(cursor)
+    writes.append((cursor, build_fadt(dsdt_address, devices)))
+    cursor = _align16(cursor + FADT_LENGTH)
     if cursor > tables_base + tables_size:
         raise ValueError(f"ACPI tables need {cursor - tables_base} bytes, the area holds {tables_size}")
     writes.insert(0, (xsdt_address, build_xsdt(addresses)))
@@ -243,6 +505,37 @@ class Madt:
 class Srat:
     processors: list[tuple[int, int, int]] = field(default_factory=list)  # (domain, apic id, flags)
     memory: list[tuple[int, int, int, int]] = field(default_factory=list)  # (domain, base, length, flags)
+
+
+@dataclass(frozen=True)
+class Gas:
+    """A Generic Address Structure (ACPI 6.4 5.2.3.2)."""
+
+    space_id: int
+    bit_width: int
+    bit_offset: int
+    access_size: int
+    address: int
+
+    @classmethod
+    def unpack(cls, data: bytes) -> Gas:
+        return cls(*GAS.unpack(data))
+
+
+@dataclass(frozen=True)
+class Fadt:
+    """A parsed FADT: its header and every field of Table 5.9 by name
+    (Generic Address Structures as :class:`Gas`)."""
+
+    header: SdtHeader
+    fields: dict[str, int | Gas]
+
+    def __getitem__(self, name: str) -> int | Gas:
+        return self.fields[name]
+
+    @property
+    def hw_reduced(self) -> bool:
+        return bool(self.fields["flags"] & FADT_HW_REDUCED_ACPI)
 
 
 def parse_rsdp(data: bytes) -> Rsdp:
@@ -309,6 +602,16 @@ def parse_srat(data: bytes) -> Srat:
     return srat
 
 
+def parse_fadt(data: bytes) -> Fadt:
+    header = parse_header(data)
+    if header.signature != FADT_SIGNATURE or min(header.length, len(data)) < FADT_LENGTH:
+        raise ValueError(f"not a {FADT_LENGTH}-byte FADT: {header.signature!r}, {len(data)} bytes")
+    values = FADT_BODY.unpack_from(data, SDT_HEADER.size)
+    fields = {name: Gas.unpack(value) if code == "12s" else value
+              for (name, code), value in zip(FADT_FIELDS, values)}
+    return Fadt(header, fields)
+
+
 def parse_slit(data: bytes) -> list[list[int]]:
     (count,) = SLIT_FIXED.unpack_from(data, SDT_HEADER.size)
     start = SDT_HEADER.size + SLIT_FIXED.size
@@ -317,7 +620,8 @@ def parse_slit(data: bytes) -> list[list[int]]:
 
 def read_tables(read: Callable[[int, int], bytes], rsdp_address: int) -> dict[bytes, bytes]:
     """Every table reachable from the RSDP (XSDT preferred, as ACPI 6.4
-    5.2.8 tells an OS), by signature, read through ``read(address, size)``."""
+    5.2.8 tells an OS), and the DSDT the FADT points at (X_DSDT preferred),
+    by signature, read through ``read(address, size)``."""
     rsdp = parse_rsdp(read(rsdp_address, RSDP.size))
     root_address = rsdp.xsdt_address or rsdp.rsdt_address
     root = _read_table(read, root_address)
@@ -325,6 +629,11 @@ def read_tables(read: Callable[[int, int], bytes], rsdp_address: int) -> dict[by
     for address in parse_pointer_table(root):
         table = _read_table(read, address)
         tables[parse_header(table).signature] = table
+    if FADT_SIGNATURE in tables:
+        fadt = parse_fadt(tables[FADT_SIGNATURE])
+        dsdt_address = fadt["x_dsdt"] or fadt["dsdt"]
+        if dsdt_address:
+            tables[DSDT_SIGNATURE] = _read_table(read, dsdt_address)
     return tables
 
 
@@ -334,7 +643,9 @@ def _read_table(read: Callable[[int, int], bytes], address: int) -> bytes:
 
 
 __all__ = [
-    "Madt", "MemoryAffinity", "ProcessorInfo", "Rsdp", "Srat", "build_acpi", "build_madt", "build_rsdp",
-    "build_slit", "build_srat", "checksum", "checksum_ok", "parse_header", "parse_madt", "parse_pointer_table",
-    "parse_rsdp", "parse_slit", "parse_srat", "read_tables",
+    "Fadt", "Gas", "Madt", "MemoryAffinity", "PlatformDevices", "ProcessorInfo", "Rsdp", "Srat", "aml_buffer",
+    "aml_device", "aml_integer", "aml_name", "aml_package", "aml_pkg_length", "aml_scope", "build_acpi",
+    "build_dsdt", "build_fadt", "build_madt", "build_rsdp", "build_slit", "build_srat", "checksum", "checksum_ok",
+    "eisa_id", "end_tag", "io_port_descriptor", "io_register", "irq_descriptor", "parse_fadt", "parse_header",
+    "parse_madt", "parse_pointer_table", "parse_rsdp", "parse_slit", "parse_srat", "read_tables", "sleep_request",
 ]

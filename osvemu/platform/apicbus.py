@@ -1,14 +1,18 @@
-"""The APIC bus: carries an ICR write from one local APIC to its targets.
+"""The APIC bus: carries an ICR write from one local APIC to its targets,
+and an I/O APIC's interrupt message to the local APICs it names.
 
-The bus is built with its *routing policy*, a pure function from the ICR,
-the sender and the destination state of the APICs to a
+The bus is built with its *routing policies*, pure functions from the
+message, its source and the destination state of the APICs to a
 :class:`RoutingDecision`: the APIC IDs reached and the refusals, each with
-its cause.  Every rule lives in the policy: the architectural ones
-(:func:`architectural_refusal`, which the bare machine and OSV share) and,
-under OSV, the isolation rules.  :meth:`ApicBus.send` asks the policy and
-carries out its decision by delivery mode (Intel SDM Vol. 3A 10.6.1):
-architectural refusals set the sender's ESR bit, deliveries reach their
-cores, and the counters of sender and receivers move.
+its cause.  For an ICR write the source is the sending APIC; for an I/O
+APIC's message it is the kernel that owns the I/O APIC (under OSV every
+kernel has its own).  Every rule lives in the policies: the architectural
+ones (:func:`architectural_refusal`, :func:`io_architectural_refusal`,
+which the bare machine and OSV share) and, under OSV, the isolation rules.
+:meth:`ApicBus.send` and :meth:`ApicBus.send_io` ask the policy and carry
+out its decision by delivery mode (Intel SDM Vol. 3A 10.6.1): architectural
+refusals of an IPI set the sender's ESR bit, deliveries reach their cores,
+and the counters move.
 """
 
 from __future__ import annotations
@@ -25,6 +29,11 @@ from osvemu.platform.lapic import ESR_SEND_ILLEGAL_VECTOR, LocalApic
 FIRST_LEGAL_VECTOR = 16
 #: ICR delivery modes the SDM reserves (Vol. 3A 10.6.1, Figure 10-12).
 RESERVED_MODES = (DeliveryMode.RESERVED_3, DeliveryMode.EXTINT)
+#: Redirection-entry delivery modes the 82093AA reserves (3.2.4): 011 and 110
+#: (an I/O APIC sends no STARTUP).
+IO_RESERVED_MODES = (DeliveryMode.RESERVED_3, DeliveryMode.STARTUP)
+#: The "sender" of an I/O APIC's message: no local APIC (its shorthand is always none).
+NO_SENDER = -1
 
 
 class RefusalCause(Enum):
@@ -49,7 +58,10 @@ class RoutingDecision:
         return tuple(refusal for refusal in self.refusals if refusal.cause is cause)
 
 
+#: ICR, sending APIC ID, APIC states -> decision.
 RoutingPolicy = Callable[[Icr, int, Sequence[ApicState]], RoutingDecision]
+#: I/O APIC message, index of the kernel owning the I/O APIC, APIC states -> decision.
+IoRoutingPolicy = Callable[[Icr, int, Sequence[ApicState]], RoutingDecision]
 
 
 def architectural_refusal(icr: Icr) -> Refusal | None:
@@ -62,12 +74,35 @@ def architectural_refusal(icr: Icr) -> Refusal | None:
     return None
 
 
+def io_architectural_refusal(icr: Icr) -> Refusal | None:
+    """What an I/O APIC's message cannot do on this platform: a reserved
+    delivery mode (82093AA 3.2.4), or ExtINT, whose vector an 8259A would
+    supply and the platform has none.  A vector below 16 is sent; the
+    receiving local APIC rejects it (ESR bit 6, SDM Vol. 3A 10.5.3)."""
+    if icr.delivery_mode in IO_RESERVED_MODES:
+        return Refusal(None, f"delivery mode {icr.delivery_mode:03b} is reserved in a redirection entry",
+                       RefusalCause.ARCHITECTURAL)
+    if icr.delivery_mode == DeliveryMode.EXTINT:
+        return Refusal(None, "ExtINT needs an 8259A to supply the vector, and the platform has none",
+                       RefusalCause.ARCHITECTURAL)
+    return None
+
+
 def bare_machine_policy(icr: Icr, sender_apic_id: int, apics: Sequence[ApicState]) -> RoutingDecision:
     """Route as the hardware does: every APIC may be reached."""
     refusal = architectural_refusal(icr)
     if refusal is not None:
         return RoutingDecision((), (refusal,))
     return RoutingDecision(tuple(resolve_destinations(icr, sender_apic_id, apics)))
+
+
+def bare_machine_io_policy(icr: Icr, owner: int, apics: Sequence[ApicState]) -> RoutingDecision:
+    """Route an I/O APIC's message as the hardware does: every APIC may be
+    reached; a destination no APIC answers to is simply not reached."""
+    refusal = io_architectural_refusal(icr)
+    if refusal is not None:
+        return RoutingDecision((), (refusal,))
+    return RoutingDecision(tuple(resolve_destinations(icr, NO_SENDER, apics)))
 
 
 class IpiTarget(Protocol):
@@ -88,11 +123,22 @@ class IpiStats:
     by_mode: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass
+class IoStats:
+    """The messages of one kernel's I/O APIC."""
+
+    sent: int = 0
+    delivered: int = 0  # local APICs reached
+    refused: int = 0
+
+
 class ApicBus:
-    def __init__(self, policy: RoutingPolicy) -> None:
+    def __init__(self, policy: RoutingPolicy, io_policy: IoRoutingPolicy = bare_machine_io_policy) -> None:
         self._policy = policy
+        self._io_policy = io_policy
         self._targets: dict[int, tuple[IpiTarget, LocalApic]] = {}
         self.stats: dict[int, IpiStats] = {}
+        self.io_stats: dict[int, IoStats] = {}  # by the owning kernel's index
 
     def attach(self, target: IpiTarget, lapic: LocalApic) -> None:
         self._targets[target.apic_id] = (target, lapic)
@@ -103,6 +149,19 @@ class ApicBus:
         states = [lapic.destination_state() for _, lapic in self._targets.values()]
         decision = self._policy(icr, sender.apic_id, states)
         self.carry_out(sender, icr, decision)
+        return decision
+
+    def send_io(self, owner: int, icr: Icr) -> RoutingDecision:
+        """A message of the I/O APIC that kernel ``owner`` owns: decide, then
+        deliver it to each APIC reached."""
+        decision = self._io_policy(icr, owner, [lapic.destination_state() for _, lapic in self._targets.values()])
+        stats = self.io_stats.setdefault(owner, IoStats())
+        stats.sent += 1
+        stats.refused += len(decision.refusals)
+        for apic_id in decision.deliveries:
+            target, lapic = self._targets[apic_id]
+            _deliver(target, lapic, icr)
+            stats.delivered += 1
         return decision
 
     def carry_out(self, sender: LocalApic, icr: Icr, decision: RoutingDecision) -> None:
@@ -136,5 +195,6 @@ def _deliver(target: IpiTarget, lapic: LocalApic, icr: Icr) -> None:
     # SMI: the model has no System Management Mode; the IPI is counted only.
 
 
-__all__ = ["ApicBus", "IpiStats", "Refusal", "RefusalCause", "RoutingDecision", "RoutingPolicy",
-           "architectural_refusal", "bare_machine_policy"]
+__all__ = ["NO_SENDER", "ApicBus", "IoRoutingPolicy", "IoStats", "IpiStats", "Refusal", "RefusalCause",
+           "RoutingDecision", "RoutingPolicy", "architectural_refusal", "bare_machine_io_policy", "bare_machine_policy",
+           "io_architectural_refusal"]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from osvemu.errors import ConfigError
 from osvemu.platform import layout
-from osvemu.platform.acpi import MemoryAffinity, ProcessorInfo, build_acpi
+from osvemu.platform.acpi import MemoryAffinity, PlatformDevices, ProcessorInfo, build_acpi
 from osvemu.platform.cpuid import CPU_SIGNATURE, LEAF1_EDX
 from osvemu.platform.lapic import APIC_VERSION_VALUE
 from osvemu.platform.memmap import DEVICE_AREAS, FIRMWARE_AREAS, Area, E820Type, MemoryMapEntry, build_memory_map
@@ -40,12 +40,19 @@ class FirmwareView:
     cpus: tuple[Cpu, ...]
     bsp_apic_id: int
     memory: tuple[MemoryRange, ...]  # the kernel's RAM, by NUMA node
-    ioapic_id: int | None  # None: no IOAPIC is described (OSV gives it to no kernel)
+    ioapic_id: int | None  # the kernel's own IOAPIC (None: it has none, and COM1 is polled)
     reserved: tuple[tuple[int, int], ...] = ()  # other ranges typed reserved (OSV's shared channels)
 
     @classmethod
     def whole_machine(cls, topology: Topology) -> FirmwareView:
-        return cls(topology.cpus, topology.cpus[0].apic_id, topology.memory, _free_apic_id(topology.cpus))
+        return cls(topology.cpus, topology.cpus[0].apic_id, topology.memory, cls.free_apic_id(topology.cpus))
+
+    @staticmethod
+    def free_apic_id(cpus: tuple[Cpu, ...]) -> int:
+        """The IOAPIC gets the first APIC ID no processor of the view uses
+        (MP spec 1.4 4.3.3: APIC IDs are unique across local and I/O APICs)."""
+        used = {cpu.apic_id for cpu in cpus}
+        return next(candidate for candidate in range(0xFF) if candidate not in used)
 
     @property
     def nodes(self) -> tuple[int, ...]:
@@ -73,10 +80,13 @@ def build_firmware(view: FirmwareView, cmdline: str, initrd: tuple[int, int] | N
     domain = {node: index for index, node in enumerate(view.nodes)}
     processors = [ProcessorInfo(uid, cpu.apic_id, domain[cpu.node]) for uid, cpu in enumerate(view.cpus)]
     affinity = [MemoryAffinity(rng.base, rng.size, domain[rng.node]) for rng in view.memory]
+    devices = PlatformDevices(layout.COM1_PORT, layout.COM1_IRQ if view.ioapic_id is not None else None,
+                              layout.RTC_INDEX_PORT, layout.ACPI_SLEEP_CONTROL_PORT, layout.ACPI_SLEEP_STATUS_PORT)
     writes = build_acpi(
         processors, affinity, len(domain),
         lapic_address=layout.LAPIC_BASE, ioapic_id=view.ioapic_id, ioapic_address=layout.IOAPIC_BASE,
-        tables_base=layout.ACPI_TABLES_BASE, tables_size=layout.ACPI_TABLES_SIZE, rsdp_address=layout.RSDP_ADDRESS,
+        devices=devices, tables_base=layout.ACPI_TABLES_BASE, tables_size=layout.ACPI_TABLES_SIZE,
+        rsdp_address=layout.RSDP_ADDRESS,
     )
     config = build_config_table(
         [MpProcessor(cpu.apic_id, cpu.apic_id == view.bsp_apic_id) for cpu in view.cpus],
@@ -105,13 +115,6 @@ def build_firmware(view: FirmwareView, cmdline: str, initrd: tuple[int, int] | N
                           memmap_paddr=MEMMAP_ADDRESS, memmap_entries=len(memory_map), **modules)
     writes.append((START_INFO_ADDRESS, start_info.pack()))
     return Firmware(writes, START_INFO_ADDRESS, layout.RSDP_ADDRESS, memory_map)
-
-
-def _free_apic_id(cpus: tuple[Cpu, ...]) -> int:
-    """The IOAPIC gets the first APIC ID no processor uses (MP spec 1.4
-    4.3.3: APIC IDs are unique across local and I/O APICs)."""
-    used = {cpu.apic_id for cpu in cpus}
-    return next(candidate for candidate in range(0xFF) if candidate not in used)
 
 
 __all__ = ["CMDLINE_MAX", "Firmware", "FirmwareView", "build_firmware"]

@@ -2,11 +2,15 @@
 Vol. 2 chapter 16).
 
 This is the register file and its behaviour; it knows nothing of Unicorn.
-A write to the ICR's low half returns the :class:`Icr` message it sends; the
-machine routes it.  Time comes from the core's :class:`CoreClock`.
+A write to the ICR's low half returns the :class:`Icr` message it sends,
+and an EOI of a level-triggered vector the :class:`LevelEoi` it broadcasts
+to the I/O APICs; the machine routes both.  Time comes from the core's
+:class:`CoreClock`.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from osvemu import clock as vclock
 from osvemu.clock import CoreClock
@@ -73,6 +77,15 @@ _READ_ONLY = frozenset({APIC_ID, APIC_VERSION, APIC_PPR, APIC_APR, APIC_RRD, API
 #: The 256-bit ISR, TMR and IRR: eight 32-bit registers each, 16 bytes apart.
 _BIT_ARRAYS = {APIC_ISR: "isr", APIC_TMR: "tmr", APIC_IRR: "irr"}
 _BIT_ARRAY_SPAN = 0x80
+
+
+@dataclass(frozen=True)
+class LevelEoi:
+    """The EOI of a vector whose TMR bit was set: the local APIC broadcasts
+    it to the I/O APICs, which clear that vector's Remote IRR (SDM Vol. 3A
+    10.8.5)."""
+
+    vector: int
 
 
 class LocalApic:
@@ -147,9 +160,14 @@ class LocalApic:
         self.irr &= ~(1 << vector)
         self.isr |= 1 << vector
 
-    def eoi(self) -> None:
-        if self.isr:
-            self.isr &= ~(1 << (self.isr.bit_length() - 1))
+    def eoi(self) -> LevelEoi | None:
+        """End the highest in-service interrupt; a level-triggered one is
+        broadcast to the I/O APICs (SDM Vol. 3A 10.8.5)."""
+        if not self.isr:
+            return None
+        vector = self.isr.bit_length() - 1
+        self.isr &= ~(1 << vector)
+        return LevelEoi(vector) if self.tmr >> vector & 1 else None
 
     def _error(self, bit: int) -> None:
         self._esr_pending |= bit
@@ -226,14 +244,15 @@ class LocalApic:
             return self.timer_current()
         return 0  # APR and reserved offsets
 
-    def write(self, offset: int, value: int) -> Icr | None:
-        """Write a register; a write to the ICR's low half returns the IPI it sends."""
+    def write(self, offset: int, value: int) -> Icr | LevelEoi | None:
+        """Write a register; a write to the ICR's low half returns the IPI it
+        sends, an EOI of a level-triggered vector the EOI it broadcasts."""
         offset &= 0xFF0
         value &= 0xFFFFFFFF
         if offset == APIC_TPR:
             self.tpr = value & 0xFF
         elif offset == APIC_EOI:
-            self.eoi()
+            return self.eoi()
         elif offset == APIC_LDR:
             self.ldr = value & 0xFF000000
         elif offset == APIC_DFR:

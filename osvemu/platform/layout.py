@@ -116,3 +116,18 @@ def parse_size(text: str | int, where: str = "", what: str = "memory size") -> i
             shown = "a negative number" if isinstance(text, int) else f"a {type(text).__name__}"
         raise ConfigError(f"{prefix}invalid {what} {shown} (use a number with K, M or G, e.g. 2G)")
     return int(match.group(1)) * _UNITS[match.group(2).upper()]
+
+
+# --- Legacy devices and their interrupt wiring (each kernel has its own set) ---
+#: COM1's ISA interrupt, IRQ 4, reaches the I/O APIC on input pin 4 (GSI 4):
+#: identity-mapped as on every PC, so no MADT interrupt source override says so.
+COM1_IRQ = 4
+#: The MC146818 RTC's index and data ports (the index's bit 7 masks NMI).
+RTC_INDEX_PORT = 0x70
+RTC_DATA_PORT = 0x71
+#: HW-reduced ACPI sleep registers (ACPI 6.4 4.8.3.7), which the FADT's
+#: SLEEP_CONTROL_REG and SLEEP_STATUS_REG name: one byte each, in I/O space
+#: above the legacy ports ACPICA refuses to touch (its hwvalid.c table) and
+#: clear of COM1, the RTC and the exit port.
+ACPI_SLEEP_CONTROL_PORT = 0x600
+ACPI_SLEEP_STATUS_PORT = 0x601

@@ -37,6 +37,7 @@ from osvemu.events import (
 )
 from osvemu.image import KernelImage, check_placement
 from osvemu.platform import layout
+from osvemu.platform.acpi import S5_SLEEP_TYPE, sleep_request
 from osvemu.platform.apicbus import ApicBus, RefusalCause, RoutingDecision
 from osvemu.platform.cpuid import cpuid
 from osvemu.platform.ends import (
@@ -52,10 +53,12 @@ from osvemu.platform.ends import (
 from osvemu.platform.firmware import Firmware, build_firmware
 from osvemu.platform.icr import DeliveryMode, Icr, Shorthand
 from osvemu.platform.initrd import place_initrd
-from osvemu.platform.lapic import LocalApic
+from osvemu.platform.ioapic import IoApic, IoApicMessage
+from osvemu.platform.lapic import LevelEoi, LocalApic
 from osvemu.platform.memmap import FIRMWARE_AREAS
-from osvemu.platform.plan import KernelPlacement, MachinePlan, SharedDevice
+from osvemu.platform.plan import KernelPlacement, MachinePlan
 from osvemu.platform.pvh import BOOT_GDT, BOOT_TSS, pvh_entry_context, pvh_entry_registers
+from osvemu.platform.rtc import Rtc
 from osvemu.platform.uart import UART_REGISTER_COUNT, Console, Uart16550
 
 #: Console text kept for the report: a flood of output costs bounded memory.
@@ -70,12 +73,15 @@ class ExitRequest:
 
 @dataclass
 class Kernel:
-    """One kernel as it runs: its placement, its cores and COM1, and the
-    ends of its lives (a restart policy may boot it again after an end)."""
+    """One kernel as it runs: its placement, its cores and devices (COM1,
+    the RTC and its IOAPIC, if its firmware view names one), and the ends
+    of its lives (a restart policy may boot it again after an end)."""
 
     index: int
     placement: KernelPlacement
     uart: Uart16550
+    ioapic: IoApic | None = None
+    rtc: Rtc = field(default_factory=Rtc)
     cores: list[Core] = field(default_factory=list)
     firmware: Firmware | None = None
     end: KernelEnd | None = None  # how its current life ended
@@ -119,14 +125,14 @@ class Machine:
         self.topology = plan.topology
         self.monitor = plan.monitor
         self.events = EventBus()
-        self.bus = ApicBus(plan.policy)
+        self.bus = ApicBus(plan.policy, plan.io_policy)
         self.exit: ExitRequest | None = None
         self.transcript: list[str] = []  # the console lines, as printed (the first MAX_TRANSCRIPT_BYTES)
         self._transcript_bytes = 0
         self.transcript_dropped = 0  # lines printed but not kept
         self._print = console or _print_line
-        self.kernels = [Kernel(index, placement, Uart16550(Console()), restarts_left=placement.restarts)
-                        for index, placement in enumerate(plan.kernels)]
+        self.kernels = [Kernel(index, placement, Uart16550(Console()), _ioapic_for(placement),
+                               restarts_left=placement.restarts) for index, placement in enumerate(plan.kernels)]
         owner = {apic: kernel for kernel in self.kernels for apic in kernel.placement.apic_ids}
         self.cores: list[Core] = []
         self.lapics: list[LocalApic] = []
@@ -136,10 +142,10 @@ class Machine:
             clock = CoreClock()
             lapic = LocalApic(cpu.apic_id, clock)
             view = kernel.view if kernel else MemoryView([])  # a core no kernel owns stays offline
+            self._kernel_of.append(kernel)  # before the core: it maps its kernel's device pages (mmio_regions)
             core = Core(cpu.index, cpu.apic_id, view, self, lapic, clock, layout.LAPIC_BASE)
             self.cores.append(core)
             self.lapics.append(lapic)
-            self._kernel_of.append(kernel)
             self.bus.attach(core, lapic)
         self._core_by_apic = {core.apic_id: core for core in self.cores}
         for kernel in self.kernels:
@@ -230,6 +236,7 @@ class Machine:
             core.reset()
         kernel.cores[0].apic_base_msr |= APIC_BASE_BSP
         kernel.uart = Uart16550(Console())
+        kernel.ioapic = _ioapic_for(kernel.placement)  # reset; the RTC, battery-backed, keeps its time and RAM
         firmware = self.install_firmware(kernel)
         self._emit(kernel.cores[0], KernelRestarted(kernel.name, len(kernel.lives) + 1))
         if kernel.image is not None:
@@ -304,9 +311,17 @@ class Machine:
     # ------------------------------------------------------------ Platform: ports and devices
     def port_in(self, core: Core, port: int, size: int) -> int:
         kernel = self.kernel_of(core)
-        if kernel and layout.COM1_PORT <= port < layout.COM1_PORT + UART_REGISTER_COUNT:
-            return kernel.uart.read(port - layout.COM1_PORT)
-        return (1 << (8 * size)) - 1  # nothing decodes the port: the bus floats high
+        if kernel is None:
+            return _floating(size)
+        if layout.COM1_PORT <= port < layout.COM1_PORT + UART_REGISTER_COUNT:
+            value = kernel.uart.read(port - layout.COM1_PORT)
+            self._com1_irq(core, kernel)
+            return value
+        if port in (layout.RTC_INDEX_PORT, layout.RTC_DATA_PORT):
+            return kernel.rtc.read(port - layout.RTC_INDEX_PORT, core.clock.now_ns())
+        if port == layout.ACPI_SLEEP_STATUS_PORT:
+            return 0  # WAK_STS: never set, the machine does not sleep and wake
+        return _floating(size)
 
     def port_out(self, core: Core, port: int, size: int, value: int) -> None:
         kernel = self.kernel_of(core)
@@ -316,31 +331,62 @@ class Machine:
             line = kernel.uart.write(port - layout.COM1_PORT, value)
             if line is not None:
                 self._console_line(core, kernel, line)
+            self._com1_irq(core, kernel)
+        elif port in (layout.RTC_INDEX_PORT, layout.RTC_DATA_PORT):
+            kernel.rtc.write(port - layout.RTC_INDEX_PORT, value, core.clock.now_ns())
+        elif port == layout.ACPI_SLEEP_CONTROL_PORT:
+            if sleep_request(value) == S5_SLEEP_TYPE:  # other sleep states are not offered (no \_S1-\_S4)
+                self.end_kernel(kernel, exited(0, "ACPI S5 (power off)"), core)
         elif layout.EXIT_PORT <= port < layout.EXIT_PORT + layout.EXIT_PORT_SIZE:
             self.end_kernel(kernel, exited(value, f"wrote {value & 0xFF} to port {port:#x}"), core)
 
     def mmio_regions(self, core: Core) -> list[tuple[int, int]]:
-        return [(layout.LAPIC_BASE, layout.PAGE_SIZE)] + [(d.base, d.size) for d in self.plan.devices]
+        """The core's local APIC page and its kernel's IOAPIC page."""
+        kernel = self.kernel_of(core)
+        regions = [(layout.LAPIC_BASE, layout.PAGE_SIZE)]
+        if kernel is not None and kernel.ioapic is not None:
+            regions.append((layout.IOAPIC_BASE, layout.PAGE_SIZE))
+        return regions
 
     def mmio_read(self, core: Core, register: int) -> int:
         if _in_lapic_page(register):
             return self.lapics[core.index].read(register - layout.LAPIC_BASE)
-        device = self._device_at(register)
-        return device.device.mmio_read(register - device.base) if device else 0
+        kernel = self.kernel_of(core)
+        if kernel is not None and kernel.ioapic is not None and _in_ioapic_page(register):
+            return kernel.ioapic.mmio_read(register - layout.IOAPIC_BASE)
+        return 0
 
     def mmio_write(self, core: Core, register: int, value: int) -> None:
+        kernel = self.kernel_of(core)
         if _in_lapic_page(register):
             lapic = self.lapics[core.index]
-            icr = lapic.write(register - layout.LAPIC_BASE, value)
-            if icr is not None:
-                self._send_ipi(core, lapic, icr)
+            sent = lapic.write(register - layout.LAPIC_BASE, value)
+            if isinstance(sent, Icr):
+                self._send_ipi(core, lapic, sent)
+            elif isinstance(sent, LevelEoi) and kernel is not None and kernel.ioapic is not None:
+                self._send_io_interrupts(core, kernel, kernel.ioapic.eoi(sent.vector))
             return
-        device = self._device_at(register)
-        if device:
-            device.device.mmio_write(register - device.base, value)
+        if kernel is not None and kernel.ioapic is not None and _in_ioapic_page(register):
+            self._send_io_interrupts(core, kernel, kernel.ioapic.mmio_write(register - layout.IOAPIC_BASE, value))
 
-    def _device_at(self, register: int) -> SharedDevice | None:
-        return next((d for d in self.plan.devices if d.base <= register < d.base + d.size), None)
+    # ------------------------------------------------------------ Platform: device interrupts
+    def _com1_irq(self, core: Core, kernel: Kernel) -> None:
+        """Carry the changes of COM1's IRQ line, made by the access just
+        done, to its IOAPIC pin (ISA IRQ 4 on pin 4)."""
+        for level in kernel.uart.take_irq_changes():
+            if kernel.ioapic is not None:
+                self._send_io_interrupts(core, kernel, kernel.ioapic.set_input(layout.COM1_IRQ, level))
+
+    def _send_io_interrupts(self, core: Core, kernel: Kernel, messages: list[IoApicMessage]) -> None:
+        """Messages of the kernel's IOAPIC, raised by ``core``'s access: the
+        bus's I/O policy decides each; an accepted level message waits for
+        its EOI; isolation refusals are the monitor's violations."""
+        for message in messages:
+            decision = self.bus.send_io(kernel.index, message.icr)
+            if decision.deliveries:
+                kernel.ioapic.accepted(message.pin)
+            for refusal in decision.refused_for(RefusalCause.ISOLATION):
+                self._violation(core, ViolationKind.IO_INTERRUPT, f"{message.describe()}: {refusal.reason}")
 
     # ------------------------------------------------------------ Platform: IPIs
     def _send_ipi(self, core: Core, lapic: LocalApic, icr: Icr) -> None:
@@ -465,6 +511,21 @@ class Machine:
 
 def _in_lapic_page(address: int) -> bool:
     return layout.LAPIC_BASE <= address < layout.LAPIC_BASE + layout.PAGE_SIZE
+
+
+def _in_ioapic_page(address: int) -> bool:
+    return layout.IOAPIC_BASE <= address < layout.IOAPIC_BASE + layout.PAGE_SIZE
+
+
+def _ioapic_for(placement: KernelPlacement) -> IoApic | None:
+    """The kernel's own IOAPIC, as its firmware tables describe it."""
+    ioapic_id = placement.firmware.ioapic_id
+    return IoApic(ioapic_id) if ioapic_id is not None else None
+
+
+def _floating(size: int) -> int:
+    """A port nothing decodes: the bus floats high."""
+    return (1 << (8 * size)) - 1
 
 
 def _print_line(line: str) -> None:

@@ -60,11 +60,11 @@ NMI = 1
 EXTINT = 3
 ALL_LOCAL_APICS = 0xFF
 ENTRY_SIZES = {PROCESSOR: PROCESSOR_ENTRY.size, BUS: 8, IO_APIC: 8, IO_INTERRUPT: 8, LOCAL_INTERRUPT: 8}
-ISA_IRQS = 16
-#: The 8254 timer's IRQ0 is wired to IOAPIC pin 2 on PC platforms (the same
-#: remapping the MADT states as an interrupt source override).
-TIMER_IRQ, TIMER_PIN = 0, 2
-CASCADE_IRQ = 2
+#: The ISA interrupts wired to the IOAPIC, as (IRQ, INTIN#): only COM1's,
+#: identity-mapped.  The platform has no 8254, 8259, keyboard controller or
+#: RTC interrupt, so no other ISA IRQ is listed (4.3.4: one entry per
+#: interrupt source connected to an I/O APIC).
+ISA_INTERRUPTS = ((layout.COM1_IRQ, layout.COM1_IRQ),)
 
 
 @dataclass(frozen=True)
@@ -88,15 +88,12 @@ def build_config_table(processors: list[MpProcessor], *, lapic_address: int, lap
     if ioapic_id is not None:
         entries += IO_APIC_ENTRY.pack(IO_APIC, ioapic_id, IO_APIC_VERSION, IO_APIC_ENABLED, ioapic_address)
         count += 1
-        for irq in range(ISA_IRQS):
-            if irq == CASCADE_IRQ:
-                continue
-            pin = TIMER_PIN if irq == TIMER_IRQ else irq
+        for irq, pin in ISA_INTERRUPTS:  # flags 0: conforming to the ISA bus (edge, active high)
             entries += INTERRUPT_ENTRY.pack(IO_INTERRUPT, INT, 0, isa_bus, irq, ioapic_id, pin)
             count += 1
-    entries += INTERRUPT_ENTRY.pack(LOCAL_INTERRUPT, EXTINT, 0, isa_bus, 0, ALL_LOCAL_APICS, 0)
+    # LINT1 is NMI; no ExtINT entry for LINT0, which only an 8259 in virtual wire mode would drive.
     entries += INTERRUPT_ENTRY.pack(LOCAL_INTERRUPT, NMI, 0, isa_bus, 0, ALL_LOCAL_APICS, 1)
-    count += 2
+    count += 1
     header = CONFIG_HEADER.pack(CONFIG_SIGNATURE, CONFIG_HEADER.size + len(entries), SPEC_REVISION_1_4, 0,
                                 OEM_ID, PRODUCT_ID, 0, 0, count, lapic_address, 0, 0, 0)
     table = bytearray(header + entries)

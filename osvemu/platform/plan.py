@@ -1,11 +1,15 @@
 """The plan a machine is built from: its RAM, and for each kernel the cores
 it owns, the guest-physical space they see, what its firmware describes,
-its image and command line; the routing policy of the APIC bus; the shared
-devices; and the monitor, if any.
+its image and command line; the routing policies of the APIC bus (for ICR
+writes and for I/O APIC messages); and the monitor, if any.
 
-The bare machine is the plan with one kernel owning everything and no
-monitor (:func:`bare_plan`); OSV computes a plan with one kernel per
-partition (:func:`osvemu.osv.plan.osv_plan`).
+Every kernel has its own devices -- COM1, the RTC and, where its firmware
+view names one, the I/O APIC at ``layout.IOAPIC_BASE`` -- which the machine
+builds from its placement; no device is shared between kernels.  The bare
+machine is the plan with one kernel owning everything and no monitor
+(:func:`bare_plan`), so its kernel's I/O APIC is the machine's; OSV
+computes a plan with one kernel per partition
+(:func:`osvemu.osv.plan.osv_plan`).
 """
 
 from __future__ import annotations
@@ -15,9 +19,8 @@ from dataclasses import dataclass
 from osvemu.cpu.memory import Mapping, MemoryBank, MemoryView
 from osvemu.image import KernelImage
 from osvemu.platform import layout
-from osvemu.platform.apicbus import RoutingPolicy, bare_machine_policy
+from osvemu.platform.apicbus import IoRoutingPolicy, RoutingPolicy, bare_machine_io_policy, bare_machine_policy
 from osvemu.platform.firmware import FirmwareView
-from osvemu.platform.ioapic import IoApic
 from osvemu.platform.monitor import Monitor
 from osvemu.platform.topology import Topology
 
@@ -65,21 +68,12 @@ class KernelPlacement:
 
 
 @dataclass(frozen=True)
-class SharedDevice:
-    """A device page every core sees at the same guest-physical address."""
-
-    base: int
-    size: int
-    device: IoApic
-
-
-@dataclass(frozen=True)
 class MachinePlan:
     topology: Topology
     memory: MachineMemory
     kernels: tuple[KernelPlacement, ...]
-    policy: RoutingPolicy
-    devices: tuple[SharedDevice, ...] = ()
+    policy: RoutingPolicy  # ICR writes
+    io_policy: IoRoutingPolicy = bare_machine_io_policy  # I/O APIC messages
     monitor: Monitor | None = None
 
 
@@ -91,8 +85,7 @@ def bare_plan(topology: Topology, cmdline: str = "", image: KernelImage | None =
     kernel = KernelPlacement("machine", tuple(cpu.apic_id for cpu in topology.cpus),
                              MemoryView(memory.identity_mappings()), firmware,
                              tuple(layout.ram_ranges(topology.memory_size)), cmdline, image, initrd=initrd)
-    ioapic = SharedDevice(layout.IOAPIC_BASE, layout.PAGE_SIZE, IoApic(firmware.ioapic_id))
-    return MachinePlan(topology, memory, (kernel,), bare_machine_policy, (ioapic,))
+    return MachinePlan(topology, memory, (kernel,), bare_machine_policy)
 
 
-__all__ = ["KernelPlacement", "MachineMemory", "MachinePlan", "SharedDevice", "bare_plan"]
+__all__ = ["KernelPlacement", "MachineMemory", "MachinePlan", "bare_plan"]
