@@ -30,6 +30,7 @@ EM_X86_64 = 62
 PT_LOAD = 1
 PT_NOTE = 4
 PF_X = 1
+PF_W = 2
 XEN_NOTE_NAME = b"Xen"
 XEN_ELFNOTE_PHYS32_ENTRY = 18
 #: Elf64_Nhdr: namesz, descsz, type (System V gABI "Note Section").
@@ -56,6 +57,12 @@ class Segment:
     @property
     def executable(self) -> bool:
         return bool(self.flags & PF_X)
+
+    @property
+    def text(self) -> bool:
+        """Executable and not writable (ELF p_flags): code only, as a kernel's
+        .text segment is; its writable-and-executable neighbours hold data."""
+        return bool(self.flags & PF_X) and not self.flags & PF_W
 
 
 class SourceLines:

@@ -31,6 +31,9 @@ DEFAULT_QUANTUM = 20_000
 FAST_SLICE_SECONDS = 0.002
 #: Rounds between checks for kernels that can never run again.
 HUNG_CHECK_ROUNDS = 8
+#: Rounds between checks for code one core rewrote under the others
+#: (Machine.check_code_writes): bounded lateness for a few percent of host time.
+CODE_CHECK_ROUNDS = 256
 
 
 @dataclass
@@ -239,6 +242,8 @@ class Scheduler:
         ran_cores, self._ran_cores = self._ran_cores, set()
         self.rounds += 1
         restarted = False
+        if self.rounds % CODE_CHECK_ROUNDS == 0:
+            self.machine.check_code_writes()
         if not ran_cores or self.rounds % HUNG_CHECK_ROUNDS == 0:
             self.machine.end_hung_kernels()
             restarted = self.machine.restart_due_kernels()  # a kernel booted again has a core to run

@@ -213,6 +213,7 @@ def run_snippet(snippet: Snippet, fast: bool = False) -> SnippetRun:
     source = snippet.source + (SET_GATE if snippet.mode == "long" else "")
     code = assemble(source, snippet.mode, snippet.base)
     kernel.view.write(snippet.base, code)
+    machine.watch_code(kernel, [(snippet.base, len(code), snippet.base)])
     if snippet.mode == "long":
         _long_mode_tables(kernel.view)
     started = [c.index for c in kernel.cores] if snippet.run_on == "all" else [kernel.cores[0].index]

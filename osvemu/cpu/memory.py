@@ -87,6 +87,19 @@ class MemoryView:
             gpa, size = gpa + step, size - step
         return True
 
+    def pieces(self, gpa: int, size: int) -> list[memoryview]:
+        """The host memory behind [gpa, gpa+size), uncopied, in order."""
+        out = []
+        while size > 0:
+            m = self._locate(gpa)
+            if m is None:
+                raise GuestFault(f"read of unmapped guest-physical address {gpa:#x}")
+            step = min(size, m.end - gpa)
+            start = m.offset + gpa - m.gpa
+            out.append(m.bank.view[start:start + step])
+            gpa, size = gpa + step, size - step
+        return out
+
     def read(self, gpa: int, size: int) -> bytes:
         out = bytearray()
         while size > 0:

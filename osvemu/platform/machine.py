@@ -39,6 +39,7 @@ from osvemu.image import KernelImage, check_placement
 from osvemu.platform import layout
 from osvemu.platform.acpi import S5_SLEEP_TYPE, sleep_request
 from osvemu.platform.apicbus import ApicBus, RefusalCause, RoutingDecision
+from osvemu.platform.codewatch import CodeWatch
 from osvemu.platform.cpuid import cpuid
 from osvemu.platform.ends import (
     EndKind,
@@ -84,6 +85,7 @@ class Kernel:
     rtc: Rtc = field(default_factory=Rtc)
     cores: list[Core] = field(default_factory=list)
     firmware: Firmware | None = None
+    code_watch: CodeWatch | None = None  # its code pages, checked for rewrites by any core
     end: KernelEnd | None = None  # how its current life ended
     lives: list[KernelEnd] = field(default_factory=list)  # how each earlier life ended
     restarts_left: int = 0
@@ -189,9 +191,28 @@ class Machine:
         return address, len(initrd)
 
     def load_image(self, kernel: Kernel, image: KernelImage) -> None:
-        """Check the image fits the kernel's RAM clear of the firmware, and write it."""
+        """Check the image fits the kernel's RAM clear of the firmware, write
+        it, and watch its code for rewrites (:mod:`osvemu.platform.codewatch`)."""
         check_placement(image, list(kernel.placement.image_ram), FIRMWARE_AREAS)
         self._write_image(kernel, image)
+        code = [s for s in image.segments if s.text] or [s for s in image.segments if s.executable]
+        self.watch_code(kernel, [(s.paddr, len(s.data), s.vaddr) for s in code])
+
+    def watch_code(self, kernel: Kernel, ranges: list[tuple[int, int, int]]) -> None:
+        """Watch these (guest-physical, size, virtual) code ranges of a kernel:
+        a page any core rewrites is dropped from every core's translations."""
+        kernel.code_watch = CodeWatch(kernel.view, ranges)
+
+    def check_code_writes(self) -> None:
+        """Every core of a kernel drops its translations of the watched code
+        pages that changed since the last check (the scheduler calls this
+        every CODE_CHECK_ROUNDS rounds)."""
+        for kernel in self.kernels:
+            if kernel.code_watch is None or kernel.ended:
+                continue
+            for _, virtual in kernel.code_watch.changed():
+                for core in kernel.cores:
+                    core.invalidate_code(virtual, virtual + layout.PAGE_SIZE)
 
     @staticmethod
     def _write_image(kernel: Kernel, image: KernelImage) -> None:
