@@ -101,16 +101,7 @@ class MemoryView:
         return out
 
     def read(self, gpa: int, size: int) -> bytes:
-        out = bytearray()
-        while size > 0:
-            m = self._locate(gpa)
-            if m is None:
-                raise GuestFault(f"read of unmapped guest-physical address {gpa:#x}")
-            step = min(size, m.end - gpa)
-            start = m.offset + gpa - m.gpa
-            out += m.bank.view[start:start + step]
-            gpa, size = gpa + step, size - step
-        return bytes(out)
+        return b"".join(self.pieces(gpa, size))
 
     def write(self, gpa: int, data: bytes) -> None:
         data = memoryview(bytes(data))
