@@ -55,8 +55,8 @@ def intercepted(core: Core, exit_code: int, info: int) -> None:
         core.stop_with_fault("emulation error", f"unexpected SVM intercept {exit_code:#x}")
 
 
-def _opcode_length(core: Core, rip: int) -> tuple[bytes, int]:
-    """The bytes from the opcode on, and how many prefix bytes precede it."""
+def _prefix_count(core: Core, rip: int) -> int:
+    """How many legacy and REX prefix bytes precede the opcode at ``rip``."""
     try:
         code = core.linear.read_code(rip, MAX_INSTRUCTION_BYTES)
     except (TranslationFault, GuestFault):
@@ -64,7 +64,7 @@ def _opcode_length(core: Core, rip: int) -> tuple[bytes, int]:
     prefixes = 0
     while prefixes < len(code) and code[prefixes] in PREFIXES:
         prefixes += 1
-    return code[prefixes:], prefixes
+    return prefixes
 
 
 def _set_edx_eax(core: Core, value: int) -> None:
@@ -116,7 +116,7 @@ def read_msr(core: Core) -> None:
     else:
         value = core.internals.msr_read(number)
     _set_edx_eax(core, value)
-    _, prefixes = _opcode_length(core, rip)
+    prefixes = _prefix_count(core, rip)
     _finish(core, rip, prefixes + 2)
 
 
@@ -132,7 +132,7 @@ def write_msr(core: Core) -> None:
         _general_protection(core)
         return
     core.msr_counts[(number, "write")] += 1
-    _, prefixes = _opcode_length(core, rip)
+    prefixes = _prefix_count(core, rip)
     _finish(core, rip, prefixes + 2)
 
 
@@ -181,7 +181,7 @@ def syscall(core: Core) -> None:
     ``qemu/target/i386/seg_helper.c``), so the target is written less it."""
     uc = core.uc
     rip = core.rip
-    _, prefixes = _opcode_length(core, rip)
+    prefixes = _prefix_count(core, rip)
     length = prefixes + 2
     efer = core.efer()
     if not efer & x86.EFER_SCE or not uc.reg_read(r.UC_X86_REG_CR0) & x86.CR0_PE:

@@ -1,6 +1,6 @@
 """CPU state that Unicorn 2.1 keeps but its API does not expose.
 
-osvemu needs eight pieces of QEMU's and Unicorn's internal state that
+osvemu needs these pieces of QEMU's and Unicorn's internal state, which
 Unicorn 2.1.4's public API (``include/unicorn/unicorn.h``) leaves out:
 
 * ``uc_struct.emu_counter``: how many instructions a counted ``emu_start``
