@@ -181,12 +181,12 @@ class CoreExits:
         return False
 
     @guarded
-    def _on_rdtsc(self) -> int:
+    def _on_rdtsc(self, _engine: int, _data: int) -> int:
         special.read_tsc(self.core)
         return 1  # skip Unicorn's read of the host's counter
 
     @guarded
-    def _on_rdtscp(self) -> int:
+    def _on_rdtscp(self, _engine: int, _data: int) -> int:
         special.read_tsc(self.core, with_aux=True)
         return 1
 

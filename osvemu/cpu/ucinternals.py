@@ -650,12 +650,13 @@ INTERCEPTED_EXITS = (1 << (SVM_EXIT_MSR - SVM_EXIT_INTR)) | (1 << (SVM_EXIT_SHUT
 INSTRUCTION_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
 
 
-def add_instruction_hook(uc: Uc, instruction: int, callback: Callable[[], int]) -> object:
+def add_instruction_hook(uc: Uc, instruction: int, callback: Callable[[int, int], int]) -> object:
     """Hook RDTSC or RDTSCP by kind through the C API: Unicorn 2.1.4 fires
     UC_HOOK_INSN for them (``helper_rdtsc``, ``qemu/target/i386/
     misc_helper.c``) but the Python binding refuses the two instruction
-    IDs.  Returns the ctypes callback, which must be kept alive."""
-    native = INSTRUCTION_CALLBACK(lambda _uc, _data: callback())
+    IDs.  ``callback(engine, user_data)`` is called as is (a hot path: no
+    wrapper); it returns the ctypes callback, which must be kept alive."""
+    native = INSTRUCTION_CALLBACK(callback)
     handle = _binding.uc_hook_h()
     status = _binding.uclib.uc_hook_add(uc._uch, ctypes.byref(handle), UC_HOOK_INSN, ctypes.cast(native, ctypes.c_void_p),
                                         None, ctypes.c_uint64(1), ctypes.c_uint64(0), ctypes.c_int(instruction))
