@@ -353,3 +353,19 @@ def test_config_check_prints_the_layout(capsys):
         "offline cores: none",
         "monitor: violation_records 64",
     ]
+
+
+def test_initrd_paths_are_relative_to_the_config_file_and_checked(tmp_path, capsys):
+    (tmp_path / "conf").mkdir()
+    shutil.copy(IMAGE, tmp_path / "conf" / "kernel.elf")
+    (tmp_path / "conf" / "initrd.cpio").write_bytes(b"070701")
+    path = write(tmp_path / "conf", '[[kernel]]\nimage = "kernel.elf"\ninitrd = "initrd.cpio"\ncores = [0]\n')
+    assert Path(load_config(path).kernels[0].initrd).resolve() == (tmp_path / "conf" / "initrd.cpio").resolve()
+    status, out, _ = check(path, capsys)
+    assert status == 0 and "initrd" in out and "initrd.cpio" in out
+    line = refused(write(tmp_path / "conf", '[[kernel]]\nimage = "kernel.elf"\ninitrd = "missing.cpio"\ncores = [0]\n',
+                         "missing.toml"), capsys)
+    assert "initrd: initrd" in line and "missing.cpio is not a readable file" in line
+    line = refused(write(tmp_path / "conf", '[[kernel]]\nimage = "kernel.elf"\ninitrd = 7\ncores = [0]\n',
+                         "number.toml"), capsys)
+    assert "initrd" in line

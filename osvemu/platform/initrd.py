@@ -24,8 +24,12 @@ INITRD_LIMIT = 4 * layout.GiB
 
 
 def load_initrd(path: str) -> bytes:
-    """The file's bytes (ImageError if it cannot be read or is empty or huge)."""
+    """The file's bytes (ImageError if it is not a regular file, cannot be
+    read, or is empty or huge: a device such as /dev/zero would never end)."""
     try:
+        if not os.path.isfile(path):
+            raise ImageError(f"initrd {path}: not a regular file" if os.path.exists(path)
+                             else f"initrd {path}: no such file")
         size = os.path.getsize(path)
         if size > MAX_INITRD_BYTES:
             raise ImageError(f"initrd {path}: {size >> 20} MiB is more than the {MAX_INITRD_BYTES >> 20} MiB accepted")
