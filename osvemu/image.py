@@ -219,6 +219,11 @@ def _aligned(size: int) -> int:
 
 
 def _read_symbols(elf: ELFFile, segments: list[Segment]) -> SymbolTable:
+    return SymbolTable(_elf_symbols(elf), _aliases(segments))
+
+
+def _elf_symbols(elf: ELFFile) -> list[Symbol]:
+    """Functions, objects and untyped labels of the ELF's symbol tables."""
     symbols = []
     for section in elf.iter_sections():
         if not isinstance(section, SymbolTableSection):
@@ -227,8 +232,12 @@ def _read_symbols(elf: ELFFile, segments: list[Segment]) -> SymbolTable:
             kind = symbol["st_info"]["type"]
             if kind in ("STT_FUNC", "STT_OBJECT", "STT_NOTYPE") and symbol.name and symbol["st_shndx"] != "SHN_UNDEF":
                 symbols.append(Symbol(symbol["st_value"], symbol.name, symbol["st_size"]))
-    aliases = [(s.paddr, s.vaddr, s.memsz) for s in segments]
-    return SymbolTable(symbols, aliases)
+    return symbols
+
+
+def _aliases(segments: Sequence[Segment]) -> list[tuple[int, int, int]]:
+    """(physical, virtual, size) of each segment: a symbol is found at either address."""
+    return [(s.paddr, s.vaddr, s.memsz) for s in segments]
 
 
 #: A System.map line: address, type letter, name (Linux ``scripts/mksysmap``).
@@ -248,7 +257,7 @@ def load_symbols(path: str, image: KernelImage) -> SymbolTable:
             head = file.read(4)
             file.seek(0)
             if head == b"\x7fELF":
-                symbols = list(_read_symbols(ELFFile(file), list(image.segments)).symbols())
+                symbols = _elf_symbols(ELFFile(file))
             else:
                 symbols = _read_system_map(file.read(MAX_SYMBOL_FILE_BYTES).decode("ascii", "replace"))
     except OSError as error:
@@ -257,7 +266,7 @@ def load_symbols(path: str, image: KernelImage) -> SymbolTable:
         raise ImageError(f"symbols {path}: not a readable ELF ({error})") from None
     if not symbols:
         raise ImageError(f"symbols {path}: no symbols found (expected a System.map or an ELF with a symbol table)")
-    return SymbolTable(symbols, [(s.paddr, s.vaddr, s.memsz) for s in image.segments])
+    return SymbolTable(symbols, _aliases(image.segments))
 
 
 def _read_system_map(text: str) -> list[Symbol]:

@@ -32,9 +32,6 @@ class SymbolTable:
     def __len__(self) -> int:
         return len(self._symbols)
 
-    def symbols(self) -> tuple[Symbol, ...]:
-        return tuple(self._symbols)
-
     def find(self, address: int) -> Symbol | None:
         """The symbol covering ``address`` (or its virtual alias)."""
         for candidate in self._candidates(address):

@@ -37,7 +37,7 @@ from osvemu.cpu.delivery import Mode, Source, cpu_mode
 from osvemu.cpu.exits import OPCODE_VMMCALL, CoreExits
 from osvemu.cpu.fault import FaultReport, fault_report
 from osvemu.cpu.lifecycle import CoreState
-from osvemu.cpu.linear import LinearMemory, page_pieces
+from osvemu.cpu.linear import LinearMemory, canonical, page_pieces
 from osvemu.cpu.memory import MemoryView
 from osvemu.cpu.paging import TranslationFault
 from osvemu.cpu.scratch import ScratchPages
@@ -277,7 +277,7 @@ class Core:
         Vol. 3A 3.3.7.1) or wraps."""
         if length <= 0 or address < 0 or address + length > 1 << 64:
             return None
-        if self.linear.efer() & x86.EFER_LMA and not (_canonical(address) and _canonical(address + length - 1)):
+        if self.linear.efer() & x86.EFER_LMA and not (canonical(address) and canonical(address + length - 1)):
             return None
         pieces = []
         for linear, step in page_pieces(address, length):
@@ -303,9 +303,7 @@ class Core:
     def rip(self) -> int:
         return self.uc.reg_read(r.UC_X86_REG_RIP)
 
-    def read_register(self, register: int, msr: int | None = None):
-        if register == r.UC_X86_REG_MSR:
-            return self.internals.msr_read(msr)
+    def read_register(self, register: int):
         return self.uc.reg_read(register)
 
     def read_registers(self, registers: Sequence[int]) -> list:
@@ -434,12 +432,6 @@ class Core:
             self.uc.ctl_remove_cache(start, end)
         except UcError:
             self.flush_translations()
-
-
-def _canonical(address: int) -> bool:
-    """Bits 63:47 all equal (48-bit linear addresses)."""
-    top = address >> 47
-    return top == 0 or top == (1 << 17) - 1
 
 
 __all__ = ["GENERAL_REGISTERS", "Core", "CoreState"]

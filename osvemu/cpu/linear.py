@@ -183,6 +183,13 @@ class LinearMemory:
         return "; ".join(lines) if lines else "<invalid>"
 
 
+def canonical(address: int) -> bool:
+    """Bits 63:47 all equal: a canonical 48-bit linear address (Intel SDM
+    Vol. 3A 3.3.7.1)."""
+    top = address >> 47
+    return top == 0 or top == (1 << 17) - 1
+
+
 def page_pieces(address: int, size: int) -> list[tuple[int, int]]:
     """[address, address+size) cut at page boundaries: (linear, length) pieces."""
     pieces = []
@@ -193,4 +200,4 @@ def page_pieces(address: int, size: int) -> list[tuple[int, int]]:
     return pieces
 
 
-__all__ = ["MAX_INSTRUCTION_LENGTH", "REFUSED_READ_BYTE", "ForeignAccess", "LinearMemory", "page_pieces"]
+__all__ = ["MAX_INSTRUCTION_LENGTH", "REFUSED_READ_BYTE", "ForeignAccess", "LinearMemory", "canonical", "page_pieces"]

@@ -14,18 +14,10 @@ from unicorn import x86_const as r
 from osvemu import clock
 from osvemu.cpu import msr, x86
 from osvemu.cpu.delivery import Source
+from osvemu.cpu.linear import canonical
 from osvemu.cpu.msr import MsrKind
 from osvemu.cpu.paging import TranslationFault
 from osvemu.cpu.ucinternals import (
-    DESC_A,
-    DESC_B,
-    DESC_CODE,
-    DESC_G,
-    DESC_L,
-    DESC_P,
-    DESC_R,
-    DESC_S,
-    DESC_W,
     SVM_EXIT_MSR,
     SVM_EXIT_SHUTDOWN,
 )
@@ -40,8 +32,8 @@ PREFIXES = frozenset({0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2
 MAX_INSTRUCTION_BYTES = 15
 #: SYSCALL's fixed segment attributes (AMD APM Vol. 3 SYSCALL): flat, DPL 0,
 #: accessed; CS readable code (64-bit in long mode), SS writable data, 32-bit.
-SYSCALL_CS_FLAGS = DESC_G | DESC_P | DESC_S | DESC_CODE | DESC_R | DESC_A
-SYSCALL_SS_FLAGS = DESC_G | DESC_B | DESC_P | DESC_S | DESC_W | DESC_A
+SYSCALL_CS_FLAGS = x86.DESC_G | x86.DESC_P | x86.DESC_S | x86.DESC_CODE | x86.DESC_R | x86.DESC_A
+SYSCALL_SS_FLAGS = x86.DESC_G | x86.DESC_DB | x86.DESC_P | x86.DESC_S | x86.DESC_W | x86.DESC_A
 MASK_64 = 0xFFFF_FFFF_FFFF_FFFF
 
 
@@ -67,10 +59,6 @@ def _prefix_count(core: Core, rip: int) -> int:
     return prefixes
 
 
-def _set_edx_eax(core: Core, value: int) -> None:
-    core.internals.set_edx_eax(value)
-
-
 def _finish(core: Core, rip: int, length: int) -> None:
     core.uc.reg_write(r.UC_X86_REG_RIP, rip + length)
 
@@ -88,10 +76,8 @@ def tsc(core: Core) -> int:
 
 def read_tsc(core: Core, with_aux: bool = False) -> None:
     """RDTSC, or RDTSCP (``with_aux``: ECX = TSC_AUX), from its instruction
-    hook: Unicorn checked CPL against CR4.TSD and moves RIP past it.  The
-    hottest exit of a Linux boot (1.7 M in 600 M instructions), so tsc() is
-    inlined."""
-    core.internals.set_edx_eax(clock.tsc_at(core.clock.now_ns()) + core.tsc_adjust)
+    hook: Unicorn checked CPL against CR4.TSD and moves RIP past it."""
+    core.internals.set_edx_eax(tsc(core))
     if with_aux:
         core.internals.set_ecx(core.msr_storage.get(msr.TSC_AUX, 0))
     core.special_counts["rdtscp" if with_aux else "rdtsc"] += 1
@@ -117,7 +103,7 @@ def read_msr(core: Core) -> None:
         value = core.msr_storage.get(number, spec.value)
     else:
         value = core.internals.msr_read(number)
-    _set_edx_eax(core, value)
+    core.internals.set_edx_eax(value)
     prefixes = _prefix_count(core, rip)
     _finish(core, rip, prefixes + 2)
 
@@ -153,7 +139,7 @@ def _write(core: Core, spec: msr.MsrSpec, value: int) -> bool:
         return spec.write_ignored
     if value & ~spec.writable_mask:
         return False
-    if msr.holds_address(spec) and not _canonical(value):
+    if msr.holds_address(spec) and not canonical(value):
         return False
     if spec.kind is MsrKind.STORAGE:
         core.msr_storage[spec.number] = value
@@ -169,11 +155,6 @@ def _efer_change_allowed(core: Core, value: int) -> bool:
     old = core.efer()
     paging = core.uc.reg_read(r.UC_X86_REG_CR0) & x86.CR0_PG
     return not (paging and (old ^ value) & x86.EFER_LME)
-
-
-def _canonical(address: int) -> bool:
-    top = address >> 47
-    return top == 0 or top == (1 << 17) - 1
 
 
 # ------------------------------------------------------------------ SYSCALL
@@ -200,12 +181,12 @@ def syscall(core: Core) -> None:
         uc.reg_write(r.UC_X86_REG_RCX, next_rip)
         uc.reg_write(r.UC_X86_REG_R11, rflags & ~x86.RFLAGS_RF)
         target = lstar if core.code_width() == 64 else cstar
-        core.internals.load_flat_segments(selector, SYSCALL_CS_FLAGS | DESC_L, selector + 8, SYSCALL_SS_FLAGS)
+        core.internals.load_flat_segments(selector, SYSCALL_CS_FLAGS | x86.DESC_L, selector + 8, SYSCALL_SS_FLAGS)
         uc.reg_write(r.UC_X86_REG_RFLAGS, rflags & ~sfmask & ~x86.RFLAGS_RF | x86.RFLAGS_FIXED)
     else:
         uc.reg_write(r.UC_X86_REG_RCX, next_rip & 0xFFFFFFFF)
         target = star & 0xFFFFFFFF
-        core.internals.load_flat_segments(selector, SYSCALL_CS_FLAGS | DESC_B, selector + 8, SYSCALL_SS_FLAGS)
+        core.internals.load_flat_segments(selector, SYSCALL_CS_FLAGS | x86.DESC_DB, selector + 8, SYSCALL_SS_FLAGS)
         uc.reg_write(r.UC_X86_REG_RFLAGS,
                      rflags & ~(x86.RFLAGS_IF | x86.RFLAGS_VM | x86.RFLAGS_RF) | x86.RFLAGS_FIXED)
     uc.reg_write(r.UC_X86_REG_RIP, (target - length) & MASK_64)

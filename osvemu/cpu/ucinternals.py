@@ -100,6 +100,7 @@ from unicorn.x86_const import (
     UC_X86_REG_RIP,
 )
 
+from osvemu.cpu import x86
 from osvemu.errors import EmulatorError
 
 _I32 = struct.Struct("<i")
@@ -561,10 +562,10 @@ class CoreInternals:
         self._write_segment("cs", code_selector, 0, 0xFFFFFFFF, code_flags)
         self._write_segment("ss", stack_selector, 0, 0xFFFFFFFF, stack_flags)
         flags = self._hflags.value & ~(HF_CPL_MASK | HF_CS32 | HF_SS32 | HF_CS64)
-        if code_flags & DESC_L:
+        if code_flags & x86.DESC_L:
             flags |= HF_CS32 | HF_SS32 | HF_CS64
         else:
-            flags |= (HF_CS32 if code_flags & DESC_B else 0) | (HF_SS32 if stack_flags & DESC_B else 0)
+            flags |= (HF_CS32 if code_flags & x86.DESC_DB else 0) | (HF_SS32 if stack_flags & x86.DESC_DB else 0)
         self._hflags.value = flags
 
     def _segment_address(self, name: str) -> int:
@@ -664,14 +665,3 @@ def add_instruction_hook(uc: Uc, instruction: int, callback: Callable[[int, int]
         raise EmulatorError(f"cannot hook instruction {instruction} in Unicorn (error {status}): "
                             "unsupported Unicorn version")
     return native
-#: Descriptor attribute bits as QEMU's segment cache holds them (the high
-#: dword of a descriptor, Intel SDM Vol. 3A 3.4.5).
-DESC_A = 1 << 8
-DESC_W = 1 << 9  # data: writable
-DESC_R = 1 << 9  # code: readable
-DESC_CODE = 1 << 11
-DESC_S = 1 << 12
-DESC_P = 1 << 15
-DESC_L = 1 << 21
-DESC_B = 1 << 22
-DESC_G = 1 << 23

@@ -15,8 +15,15 @@ EFER_LME = 1 << 8
 EFER_LMA = 1 << 10
 
 # Segment descriptor high-dword bits (Intel SDM Vol. 3A 3.4.5, Figure 3-8).
+DESC_A = 1 << 8  # accessed
+DESC_W = 1 << 9  # data: writable
+DESC_R = 1 << 9  # code: readable
+DESC_CODE = 1 << 11  # executable
+DESC_S = 1 << 12  # code or data, not system
+DESC_P = 1 << 15  # present
 DESC_L = 1 << 21  # 64-bit code segment
 DESC_DB = 1 << 22  # default operation size 32 bits
+DESC_G = 1 << 23  # 4 KiB granularity
 # The same descriptor as one 64-bit value: P is bit 47, DPL bits 46:45.
 DESCRIPTOR_PRESENT = 1 << 47
 DESCRIPTOR_DPL_SHIFT = 45

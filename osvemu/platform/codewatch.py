@@ -42,9 +42,9 @@ class CodeWatch:
         self._pages = [self._page_crcs(rng) for rng in self.ranges]
         self.pages_changed = 0  # over the run, for the report
 
-    def changed(self) -> list[tuple[int, int]]:
-        """(guest-physical, virtual) of each watched page whose bytes changed
-        since the last call; the new contents become the reference."""
+    def changed(self) -> list[int]:
+        """Where the kernel's page tables map each watched page whose bytes
+        changed since the last call; the new contents become the reference."""
         found = []
         for index, rng in enumerate(self.ranges):
             whole = self._crc(rng.physical, rng.size)
@@ -54,7 +54,7 @@ class CodeWatch:
             pages = self._page_crcs(rng)
             for page, (old, new) in enumerate(zip(self._pages[index], pages)):
                 if old != new:
-                    found.append((rng.physical + page * PAGE_SIZE, rng.virtual + page * PAGE_SIZE))
+                    found.append(rng.virtual + page * PAGE_SIZE)
             self._pages[index] = pages
         self.pages_changed += len(found)
         return found

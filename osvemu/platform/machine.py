@@ -210,7 +210,7 @@ class Machine:
         for kernel in self.kernels:
             if kernel.code_watch is None or kernel.ended:
                 continue
-            for _, virtual in kernel.code_watch.changed():
+            for virtual in kernel.code_watch.changed():
                 for core in kernel.cores:
                     core.invalidate_code(virtual, virtual + layout.PAGE_SIZE)
 
