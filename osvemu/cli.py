@@ -206,7 +206,57 @@ def build_parser() -> argparse.ArgumentParser:
     check = actions.add_parser("check", help="validate a configuration and print the layout it describes")
     check.add_argument("file", type=_path("config"), metavar="FILE", help="OSV partition configuration (TOML)")
     check.add_argument("image", nargs="?", type=_path("image"), help="the image of kernels that name none")
+    verify = commands.add_parser("verify", help="prove, model-check and attack OSV's interface (docs/verification.md)")
+    add_verify_options(verify)
     return parser
+
+
+def _pair(name: str, separator: str, parts: tuple[tuple[str, int, int], ...]):
+    """An option made of integers joined by ``separator``: each (meaning, low, high)."""
+    def convert(text: str) -> tuple[int, ...]:
+        fields = text.split(separator)
+        if len(fields) != len(parts):
+            raise ConfigError(f"--{name} must be {separator.join(meaning for meaning, _, _ in parts)}, "
+                              f"not {_shown(text)}")
+        return tuple(_integer(f"{name} {meaning}", low, high)(field) for field, (meaning, low, high) in zip(fields, parts))
+    return convert
+
+
+def _replay_ipi(text: str) -> tuple[int, int, int, str]:
+    """SENDER:LOW:HIGH[:STATE], as a counterexample prints it."""
+    fields = text.split(":")
+    state = fields.pop() if len(fields) == 4 else "reset"
+    sender, low, high = _pair("replay-ipi", ":", (("SENDER", 0, MAX_APIC_ID), ("LOW", 0, 0xFFFFFFFF),
+                                                  ("HIGH", 0, 0xFFFFFFFF)))(":".join(fields))
+    return sender, low, high, state
+
+
+def add_verify_options(parser: argparse.ArgumentParser) -> None:
+    from osvemu.verify.layouts import KNOWN_LAYOUTS
+
+    parser.add_argument("--layout", action="append", choices=KNOWN_LAYOUTS + ("all",), metavar="NAME",
+                        help=f"a layout to prove (repeatable; default the five of {', '.join(KNOWN_LAYOUTS[:5])}; "
+                             "'all' adds the 255-core one)")
+    parser.add_argument("--config", action="append", type=_path("config"), metavar="FILE",
+                        help="also prove an OSV partition configuration (TOML; repeatable)")
+    parser.add_argument("--jobs", type=_integer("jobs", 1, 256), metavar="N",
+                        help="host processes (default one per host core)")
+    parser.add_argument("--no-spin", action="store_true", help="skip the SPIN model")
+    parser.add_argument("--spin", type=_pair("spin", "x", (("KERNELS", 2, 8), ("CORES", 1, 4))), default=(3, 2),
+                        metavar="KxC", help="the SPIN model's kernels x cores (default 3x2; the last kernel is malicious)")
+    parser.add_argument("--mutants", action="store_true", help="apply each seeded bug and show which checks catch it")
+    parser.add_argument("--mutant", action="append", metavar="NAME", help="with --mutants: only this one (repeatable)")
+    parser.add_argument("--campaign", type=_integer("campaign", 1, 10_000_000), metavar="N",
+                        help="run N generated attack programs beside an honest kernel")
+    parser.add_argument("--seed", type=_integer("seed", 0, (1 << 63) - 1), default=0, metavar="S",
+                        help="the campaign's seed (default 0)")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="run the campaign on this Dask scheduler ('local': a local Dask cluster)")
+    parser.add_argument("--replay", type=_pair("replay", ":", (("SEED", 0, (1 << 63) - 1), ("INDEX", 0, 1 << 62))),
+                        metavar="SEED:INDEX", help="run one campaign program again and show what it did")
+    parser.add_argument("--replay-ipi", type=_replay_ipi, metavar="SENDER:LOW:HIGH[:STATE]",
+                        help="write one ICR value on a layout's machine and show where it goes")
+    parser.add_argument("--json", type=_output_file("json"), metavar="FILE", help="also write the results as JSON")
 
 
 @dataclass
@@ -381,7 +431,13 @@ def config_check(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"boot": boot, "trace": trace, "debug": debug, "tables": tables, "config": config_check}
+def verify(args: argparse.Namespace) -> int:
+    from osvemu.verify import command
+
+    return command.run(args)
+
+
+COMMANDS = {"boot": boot, "trace": trace, "debug": debug, "tables": tables, "config": config_check, "verify": verify}
 
 
 def main(argv: list[str] | None = None) -> int:

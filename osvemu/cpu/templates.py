@@ -44,15 +44,26 @@ def _real_mode_template() -> Uc:
     return uc
 
 
+#: Real-mode paragraph: a segment's base is its selector times 16.
+PARAGRAPH = 16
+
+
+def startup_address(vector: int) -> int:
+    """Where a STARTUP IPI with this 8-bit vector starts an AP: 000VV000h
+    (Intel SDM Vol. 3A 10.4.4.1; MP spec 1.4 B.4.2).  Always below 1 MiB,
+    in the kernel's own low memory."""
+    return (vector & 0xFF) << 12
+
+
 def startup_context(vector: int) -> UcContext:
-    """Real mode at CS = vector << 8, IP = 0: where a STARTUP IPI sends an AP
-    (Intel SDM Vol. 3A 10.4.4.1; MP spec 1.4 B.4.2)."""
+    """Real mode at CS:IP = startup_address(vector):0, where a STARTUP IPI
+    sends an AP."""
     uc = _real_mode_template()
-    uc.reg_write(UC_X86_REG_CS, vector << 8)
+    uc.reg_write(UC_X86_REG_CS, startup_address(vector) // PARAGRAPH)
     for segment in (UC_X86_REG_DS, UC_X86_REG_ES, UC_X86_REG_SS, UC_X86_REG_FS, UC_X86_REG_GS):
         uc.reg_write(segment, 0)
     uc.reg_write(UC_X86_REG_IP, 0)
     return uc.context_save()
 
 
-__all__ = ["CR0_AFTER_INIT", "startup_context"]
+__all__ = ["CR0_AFTER_INIT", "PARAGRAPH", "startup_address", "startup_context"]

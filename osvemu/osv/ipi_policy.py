@@ -33,7 +33,7 @@ delivered.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from osvemu.platform.apicbus import (
     NO_SENDER,
@@ -63,9 +63,16 @@ class PartitionLayout:
     """Which APIC IDs belong to which partition."""
 
     owner: dict[int, int]  # APIC ID -> partition index
+    _members: dict[int, frozenset[int]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        members: dict[int, set[int]] = {}
+        for apic, partition in self.owner.items():
+            members.setdefault(partition, set()).add(apic)
+        object.__setattr__(self, "_members", {partition: frozenset(apics) for partition, apics in members.items()})
 
     def members(self, partition: int) -> frozenset[int]:
-        return frozenset(apic for apic, owner in self.owner.items() if owner == partition)
+        return self._members.get(partition, frozenset())
 
 
 def route_ipi(icr: Icr, sender_apic_id: int, layout: PartitionLayout,
