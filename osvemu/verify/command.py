@@ -10,12 +10,11 @@ input; 3 when a tool a check needs is missing (spin, gcc, dask).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 from osvemu.errors import ConfigError
@@ -58,15 +57,19 @@ def proofs(args: argparse.Namespace, out: Callable[[str], None]) -> int:
 
     chosen = chosen_layouts(args)
     out(f"osvemu verify: {len(chosen)} layouts, {args.jobs or 'one per host core'} processes")
-    result = runner.verify(chosen, args.jobs)
-    for line in runner.format_result(result):
+    spin_lines: list[str] = []
+    with ThreadPoolExecutor(1) as background:  # the model check is gcc and pan: it runs beside the proofs
+        pending = None if args.no_spin else background.submit(spin_check, args.spin, spin_lines.append)
+        result = runner.verify(chosen, args.jobs)
+        for line in runner.format_result(result):
+            out(line)
+        spin = pending.result() if pending is not None else None
+    for line in spin_lines:
         out(line)
-    spin = None
-    if not args.no_spin:
-        spin = spin_check(args.spin, out)
-    verdict = result.proved and (spin is None or spin.errors == 0)
+    verdict = result.proved and (spin is None or spin.ok)
     out(f"{'PROVED' if verdict else 'FAILED'}: {len(chosen)} layouts in {result.wall_seconds:.1f} s"
-        + (f", SPIN model {spin.errors} errors" if spin is not None else ""))
+        + (f"; SPIN model {spin.errors} errors over its {'full' if spin.complete else 'INCOMPLETE'} state space"
+           if spin is not None else ""))
     if args.json:
         _write_json(args.json, {
             "layouts": {r.layout.name: {name: _outcome_json(o) for name, o in r.outcomes.items()}
@@ -78,21 +81,13 @@ def proofs(args: argparse.Namespace, out: Callable[[str], None]) -> int:
 
 
 def spin_check(size: tuple[int, int], out: Callable[[str], None]):
+    """The SPIN model (verify/osv.pml) at ``size`` = (kernels, cores): its lines, and the result."""
     from osvemu.verify import spin
 
     kernels, cores = size
     result = spin.check_model(kernels=kernels, cores=cores)
-    complete = "full state space" if result.complete else "INCOMPLETE search"
-    out(f"SPIN model verify/osv.pml ({kernels} kernels x {cores} cores, the last malicious): {result.errors} errors, "
-        f"{result.states_stored:,} states, {result.transitions:,} transitions, {result.memory_mb:.1f} MB, "
-        f"depth {result.depth}, {complete}, {result.seconds:.1f} s")
-    for run in result.runs:
-        out(f"  {run.name}: {run.errors} errors, {run.states_stored:,} states, {run.transitions:,} transitions, "
-            f"{run.memory_mb:.1f} MB, {run.seconds:.1f} s")
-    for failure in result.failures:
-        out(f"  failure: {failure}")
-    if not result.complete:  # an incomplete search proves nothing: count it as an error
-        result = dataclasses.replace(result, errors=max(result.errors, 1))
+    for line in result.summary():
+        out(line)
     return result
 
 
@@ -135,7 +130,7 @@ def _check_mutant(name: str, spin_size: tuple[int, int] | None, campaign_program
             from osvemu.verify import spin
             try:
                 result = spin.check_model(kernels=spin_size[0], cores=spin_size[1])
-                if result.errors or not result.complete:
+                if not result.ok:
                     caught.append(f"SPIN model: {result.errors} errors"
                                   + (f": {result.failures[0][:160]}" if result.failures else ""))
             except Exception as error:  # noqa: BLE001

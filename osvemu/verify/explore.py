@@ -63,6 +63,13 @@ _COMPARISONS: dict[str, Callable[[int, int], bool]] = {
 }
 
 
+#: Where each comparison with a constant c can change its answer: parts start there.
+_CUTS: dict[str, Callable[[int], tuple[int, ...]]] = {
+    "__lt__": lambda c: (c,), "__ge__": lambda c: (c,), "__le__": lambda c: (c + 1,), "__gt__": lambda c: (c + 1,),
+    "__eq__": lambda c: (c, c + 1), "__ne__": lambda c: (c, c + 1),
+}
+
+
 class IntRange(Unfixed):
     """Any integer in ``lo..hi``.  A comparison with an integer constant is
     answered when every value of the range agrees, and otherwise splits the
@@ -80,12 +87,14 @@ class IntRange(Unfixed):
                 self._need()
             other = int(other)
         compare = _COMPARISONS[name]
-        if self.lo == self.hi:
+        if name in ("__eq__", "__ne__"):
+            agrees = self.lo == self.hi or not self.lo <= other <= self.hi
+        else:  # monotone in the value: the ends agree exactly when every value does
+            agrees = compare(self.lo, other) == compare(self.hi, other)
+        if agrees:
             return compare(self.lo, other)
-        if self.hi < other or other < self.lo:  # the constant lies outside: every value agrees
-            return compare(self.lo, other)
-        cuts = sorted({other, other + 1} - {self.lo})  # parts start at lo, at other and after it
-        bounds = [self.lo] + [cut for cut in cuts if self.lo < cut <= self.hi] + [self.hi + 1]
+        # Where the answer changes: before the constant (<, >=), after it (<=, >), or both (==, !=).
+        bounds = [self.lo] + [cut for cut in _CUTS[name](other) if self.lo < cut <= self.hi] + [self.hi + 1]
         raise NeedsValue(self.field, [IntRange(self.field, bounds[i], bounds[i + 1] - 1)
                                       for i in range(len(bounds) - 1)])
 
@@ -127,9 +136,15 @@ def explore(run: Callable[[Mapping[str, Any]], Any], initial: Mapping[str, Any])
         except NeedsValue as need:
             if need.field not in assignment:
                 raise
+            if len(need.parts) == 1 and _key(need.parts[0]) == _key(assignment[need.field]):
+                raise RuntimeError(f"splitting {need.field} made no progress") from None
             pending.extend({**assignment, need.field: concrete(part)} for part in reversed(need.parts))
             continue
         yield Leaf(assignment, result)
+
+
+def _key(value: Any) -> Any:
+    return (value.lo, value.hi) if isinstance(value, IntRange) else id(value)
 
 
 def class_size(assignment: Mapping[str, Any]) -> int:
