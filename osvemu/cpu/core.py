@@ -80,6 +80,13 @@ _INVALIDATE_LIMIT = 16 * x86.PAGE_SIZE
 #: Tries at the one counted step that completes a refused access (a preemption
 #: that lands before the step's first instruction leaves it undone).
 _REFUSED_STEP_ATTEMPTS = 64
+#: Counted slices in a row that retire nothing, with no exit, fault or pause
+#: to explain it, after which the core is stopped: its state is one Unicorn
+#: cannot execute from (found by the attack campaign: MOV CR0 leaving PG set
+#: and PE clear, which the processor refuses with #GP, SDM Vol. 2B MOV--Move
+#: to/from Control Registers, and Unicorn 2.1.4 accepts), and a core that
+#: never advances its clock would otherwise be picked again and again.
+NO_PROGRESS_SLICES = 64
 #: Room for the largest register Unicorn reads into a buffer (an x87 or SSE register).
 _RAW_REGISTER_BYTES = 64
 
@@ -98,6 +105,7 @@ class Core:
         self.apic_base_msr = apic_base | x86.APIC_BASE_ENABLE
         self.instructions = 0
         self.slices_run = 0
+        self._slices_without_progress = 0
         self.interrupts_taken = 0
         self.exceptions_taken = 0
         self.nmi_pending = False
@@ -188,7 +196,20 @@ class Core:
         if error is not None and not self.stopped:
             self.stop_with_fault("emulation error", str(error))
         lifecycle.note_halt(self)
+        self._check_progress(count, retired)
         return retired
+
+    def _check_progress(self, count: int, retired: int) -> None:
+        """Stop a core that runs slice after slice without retiring anything (NO_PROGRESS_SLICES)."""
+        if not count or retired or self.state is not CoreState.RUNNING or self.slices.paused_mid_slice:
+            self._slices_without_progress = 0
+            return
+        self._slices_without_progress += 1
+        if self._slices_without_progress >= NO_PROGRESS_SLICES:
+            self._slices_without_progress = 0
+            self.stop_with_fault("no progress", f"{NO_PROGRESS_SLICES} slices in a row retired no instruction at "
+                                 f"{self.rip:#x} (CR0 {self.read_register(r.UC_X86_REG_CR0):#x}): the core is in a "
+                                 "state it cannot execute from")
 
     def _complete_refused_access(self, now_ns: int) -> UcError | None:
         """Uncounted, a refused access ended its slice before the instruction

@@ -45,6 +45,15 @@ OPCODE_VMMCALL = bytes.fromhex("0f01d9")
 OPCODE_VMCALL = bytes.fromhex("0f01c1")
 _ACCESS = {UC_MEM_FETCH_UNMAPPED: Access.FETCH, UC_MEM_WRITE_UNMAPPED: Access.WRITE}
 _REGISTER_BYTES = 4  # device registers are 32-bit, at 4-byte aligned offsets
+#: Exceptions in a row raised at the entry of the handler just delivered to:
+#: the handler can never run (a fetch or stack fault at its first
+#: instruction, e.g. a supervisor handler on a user page under CR4.SMEP, or
+#: an IST stack the fault never leaves).  A real core livelocks there (Intel
+#: SDM Vol. 3A 6.15 bounds only the escalation to #DF and shutdown); the
+#: machine ends the core as faulted, so that one kernel's livelock inside a
+#: slice, where no instruction retires and no slice count or preemption
+#: ends it, cannot hold the host thread every core shares.
+EXCEPTION_STORM_LIMIT = 1024
 
 
 def guarded(method: Callable) -> Callable:
@@ -68,6 +77,8 @@ class CoreExits:
     def __init__(self, core: Core, uc: Uc) -> None:
         self.core = core
         self._uc = uc
+        self._handler_entry: int | None = None  # where the last exception delivered sent the core
+        self._storm = 0  # exceptions in a row raised at that entry
         uc.hook_add(UC_HOOK_INTR, self._on_exception)
         uc.hook_add(UC_HOOK_INSN_INVALID, self._on_invalid_instruction)
         uc.hook_add(UC_HOOK_INSN, self._on_in, None, 1, 0, r.UC_X86_INS_IN)
@@ -93,7 +104,24 @@ class CoreExits:
         pushes_error = source is Source.EXCEPTION and vector in x86.VECTORS_WITH_ERROR_CODE
         if vector == x86.VECTOR_PF and not self._page_walk_allowed(uc.reg_read(r.UC_X86_REG_CR2)):
             return
+        if self._storming(rip, source, vector):
+            return
         self.core.take(vector, source, error_code if pushes_error else None)
+        self._handler_entry = uc.reg_read(r.UC_X86_REG_RIP) if source is Source.EXCEPTION else None
+
+    def _storming(self, rip: int, source: Source, vector: int) -> bool:
+        """Whether this exception, at the entry of the handler just delivered
+        to, is the last one of an exception storm (EXCEPTION_STORM_LIMIT)."""
+        if source is not Source.EXCEPTION or rip != self._handler_entry:
+            self._storm = 0
+            return False
+        self._storm += 1
+        if self._storm < EXCEPTION_STORM_LIMIT:
+            return False
+        self._storm, self._handler_entry = 0, None
+        self.core.stop_with_fault("exception storm", f"{EXCEPTION_STORM_LIMIT} exceptions in a row at the entry "
+                                  f"of their own handler ({rip:#x}, last vector {vector}): it can never run")
+        return True
 
     def _page_walk_allowed(self, linear: int) -> bool:
         """A #PF whose walk read a paging structure outside the view (Unicorn
@@ -195,4 +223,4 @@ class CoreExits:
         special.syscall(self.core)
 
 
-__all__ = ["OPCODE_VMMCALL", "CoreExits", "guarded"]
+__all__ = ["EXCEPTION_STORM_LIMIT", "OPCODE_VMMCALL", "CoreExits", "guarded"]

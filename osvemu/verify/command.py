@@ -184,7 +184,7 @@ def campaign(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     for line in attack.format_summary(summary).splitlines():
         out(line)
     if args.json:
-        _write_json(args.json, attack.summary_json(summary) if hasattr(attack, "summary_json") else asdict(summary))
+        _write_json(args.json, asdict(summary))
     return 1 if summary.breaches else 0
 
 
