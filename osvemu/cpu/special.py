@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from unicorn import x86_const as r
 
 from osvemu import clock
-from osvemu.cpu import msr, x86
+from osvemu.cpu import control, msr, x86
 from osvemu.cpu.delivery import Source
 from osvemu.cpu.linear import canonical
 from osvemu.cpu.msr import MsrKind
@@ -20,6 +20,7 @@ from osvemu.cpu.paging import TranslationFault
 from osvemu.cpu.ucinternals import (
     SVM_EXIT_MSR,
     SVM_EXIT_SHUTDOWN,
+    SVM_EXIT_WRITE_CR0,
 )
 from osvemu.errors import GuestFault
 
@@ -41,6 +42,8 @@ def intercepted(core: Core, exit_code: int, info: int) -> None:
     """An SVM intercept (AMD APM Vol. 2 Appendix C): RIP is at the instruction."""
     if exit_code == SVM_EXIT_MSR:
         (write_msr if info else read_msr)(core)
+    elif SVM_EXIT_WRITE_CR0 <= exit_code < SVM_EXIT_WRITE_CR0 + 16:
+        write_control_register(core, exit_code - SVM_EXIT_WRITE_CR0)
     elif exit_code == SVM_EXIT_SHUTDOWN:
         core.stop_with_fault("triple fault", "QEMU raised a shutdown (an exception while delivering #DF)")
     else:
@@ -65,6 +68,93 @@ def _finish(core: Core, rip: int, length: int) -> None:
 
 def _general_protection(core: Core) -> None:
     core.take(x86.VECTOR_GP, Source.EXCEPTION, 0)
+
+
+# ------------------------------------------------------------------ control registers
+OPCODE_MOV_TO_CR = b"\x0f\x22"  # MOV CRn, r (AMD APM Vol. 3)
+OPCODE_CLTS = b"\x0f\x06"
+OPCODE_GROUP_7 = b"\x0f\x01"  # /6 is LMSW
+LMSW_REG = 6
+MODRM_REGISTER_FORM = 0b11
+REX_R, REX_B = 1 << 2, 1 << 0
+CR0_TS = 1 << 3
+#: LMSW loads CR0 bits 3:0 but cannot clear PE (AMD APM Vol. 3 LMSW).
+LMSW_BITS = 0xF
+_CONTROL_REGISTERS = {0: r.UC_X86_REG_CR0, 4: r.UC_X86_REG_CR4}
+
+
+def write_control_register(core: Core, number: int) -> None:
+    """A write of CR0 or CR4 (MOV CRn, CLTS or LMSW), checked as the
+    processor checks it (:mod:`osvemu.cpu.control`): #GP(0), or the write
+    done and RIP past the instruction."""
+    rip = core.rip
+    prefixes = _prefix_count(core, rip)
+    code = core.linear.read_code(rip, prefixes + 3)
+    rex = code[prefixes - 1] if prefixes and 0x40 <= code[prefixes - 1] <= 0x4F else 0
+    opcode, modrm = code[prefixes:prefixes + 2], code[prefixes + 2] if len(code) > prefixes + 2 else 0
+    current = core.read_register(_CONTROL_REGISTERS.get(number, r.UC_X86_REG_CR0))
+    if opcode == OPCODE_MOV_TO_CR:
+        source = (modrm & 7) | (8 if rex & REX_B else 0)
+        value, length = core.internals.general_register(source), prefixes + 3
+        if core.code_width() != 64:
+            value &= 0xFFFF_FFFF
+    elif opcode == OPCODE_CLTS and number == 0:
+        value, length = current & ~CR0_TS, prefixes + 2
+    elif opcode == OPCODE_GROUP_7 and modrm >> 3 & 7 == LMSW_REG and number == 0:
+        instruction = _decode_with_operands(core, rip)
+        if modrm >> 6 == MODRM_REGISTER_FORM:
+            word = core.internals.general_register((modrm & 7) | (8 if rex & REX_B else 0))
+        else:
+            word = int.from_bytes(core.linear.read(_effective_address(core, instruction), 2), "little")
+        value, length = (current & ~(LMSW_BITS & ~x86.CR0_PE)) | (word & LMSW_BITS), instruction.size
+    else:
+        core.stop_with_fault("emulation error", f"a write of CR{number} by an instruction osvemu does not decode "
+                                                f"({code.hex()})")
+        return
+    state = control.ControlState(core.read_register(r.UC_X86_REG_CR0), core.read_register(r.UC_X86_REG_CR4),
+                                 core.efer(), core.code_width() == 64, _supported_cr4(core))
+    refusal = (control.cr0_refusal if number == 0 else control.cr4_refusal)(value, state)
+    core.special_counts[f"mov cr{number}" + (" #GP" if refusal else "")] += 1
+    if refusal is not None:
+        _general_protection(core)
+        return
+    with core.internals.intercepts_suspended():
+        core.uc.reg_write(_CONTROL_REGISTERS[number], value)
+    _finish(core, rip, length)
+
+
+def _supported_cr4(core: Core) -> int:
+    _, _, ecx, edx = core.platform.cpuid(core, 1, 0)
+    return control.supported_cr4(edx, ecx)
+
+
+def _decode_with_operands(core: Core, rip: int):
+    """The instruction at ``rip`` with capstone's operand details."""
+    import capstone
+
+    modes = {16: capstone.CS_MODE_16, 32: capstone.CS_MODE_32, 64: capstone.CS_MODE_64}
+    decoder = capstone.Cs(capstone.CS_ARCH_X86, modes[core.code_width()])
+    decoder.detail = True
+    return next(decoder.disasm(core.linear.read_code(rip, MAX_INSTRUCTION_BYTES), rip, 1))
+
+
+def _effective_address(core: Core, instruction) -> int:
+    """The linear address of a memory operand (capstone's decoding): base +
+    index x scale + displacement, RIP-relative from the next instruction,
+    plus an FS or GS base."""
+    from capstone.x86 import X86_OP_MEM, X86_REG_FS, X86_REG_GS, X86_REG_INVALID, X86_REG_RIP
+
+    operand = next(op for op in instruction.operands if op.type == X86_OP_MEM)
+    address = operand.mem.disp
+    for register, scale in ((operand.mem.base, 1), (operand.mem.index, operand.mem.scale)):
+        if register == X86_REG_RIP:
+            address += instruction.address + instruction.size
+        elif register != X86_REG_INVALID:
+            address += scale * core.read_register(getattr(r, f"UC_X86_REG_{instruction.reg_name(register).upper()}"))
+    if operand.mem.segment in (X86_REG_FS, X86_REG_GS):
+        address += core.read_register(r.UC_X86_REG_FS_BASE if operand.mem.segment == X86_REG_FS else
+                                      r.UC_X86_REG_GS_BASE)
+    return address & MASK_64
 
 
 # ------------------------------------------------------------------ time stamp counter
@@ -192,4 +282,4 @@ def syscall(core: Core) -> None:
     uc.reg_write(r.UC_X86_REG_RIP, (target - length) & MASK_64)
 
 
-__all__ = ["intercepted", "read_msr", "read_tsc", "syscall", "tsc", "write_msr"]
+__all__ = ["intercepted", "read_msr", "read_tsc", "syscall", "tsc", "write_control_register", "write_msr"]

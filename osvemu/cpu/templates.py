@@ -15,6 +15,7 @@ from unicorn import UC_ARCH_X86, UC_MODE_16, Uc
 from unicorn.unicorn import UcContext
 from unicorn.x86_const import (
     UC_X86_REG_CR0,
+    UC_X86_REG_CR4,
     UC_X86_REG_CS,
     UC_X86_REG_DS,
     UC_X86_REG_EFLAGS,
@@ -29,8 +30,11 @@ from unicorn.x86_const import (
 
 from osvemu.cpu import x86
 
-#: CR0 after INIT: CD | NW | ET (Intel SDM Vol. 3A 9.1.1, Table 9-1).
+#: CR0 after INIT: CD | NW | ET; CR4 after INIT: 0 (Intel SDM Vol. 3A 9.1.1,
+#: Table 9-1).  Unicorn's own start value of CR4 has OSFXSR, FSGSBASE and
+#: OSXSAVE set, bits this processor does not all have.
 CR0_AFTER_INIT = 0x60000010
+CR4_AFTER_INIT = 0
 
 
 @cache
@@ -38,6 +42,7 @@ def _real_mode_template() -> Uc:
     uc = Uc(UC_ARCH_X86, UC_MODE_16)
     uc.ctl_set_tcg_buffer_size(1 << 20)
     uc.reg_write(UC_X86_REG_CR0, CR0_AFTER_INIT)
+    uc.reg_write(UC_X86_REG_CR4, CR4_AFTER_INIT)
     uc.reg_write(UC_X86_REG_EFLAGS, x86.RFLAGS_FIXED)
     uc.reg_write(UC_X86_REG_IDTR, (0, 0, 0xFFFF, 0))
     uc.reg_write(UC_X86_REG_GDTR, (0, 0, 0xFFFF, 0))
@@ -66,4 +71,4 @@ def startup_context(vector: int) -> UcContext:
     return uc.context_save()
 
 
-__all__ = ["CR0_AFTER_INIT", "PARAGRAPH", "startup_address", "startup_context"]
+__all__ = ["CR0_AFTER_INIT", "CR4_AFTER_INIT", "PARAGRAPH", "startup_address", "startup_context"]

@@ -144,6 +144,8 @@ EXCEPTION_IS_INT_AFTER_ERROR_CODE = 4
 OLD_EXCEPTION_AFTER_ERROR_CODE = 112
 VM_VMCB_AFTER_OLD_EXCEPTION = 8
 INTERCEPT_AFTER_OLD_EXCEPTION = 24
+#: ``uint16_t intercept_cr_write``, after ``intercept`` and ``intercept_cr_read``.
+INTERCEPT_CR_WRITE_AFTER_OLD_EXCEPTION = INTERCEPT_AFTER_OLD_EXCEPTION + 8 + 2
 #: hflags bits (qemu/target/i386/cpu.h): HF_CPL 1:0, HF_CS32 4, HF_SS32 5,
 #: HF_CS64 15, HF_GUEST 21 (SVM intercepts are active).
 HF_CPL_MASK = 3
@@ -158,6 +160,10 @@ SVM_EXIT_INTR = 0x60
 SVM_EXIT_RDTSC = 0x6E
 SVM_EXIT_MSR = 0x7C
 SVM_EXIT_SHUTDOWN = 0x7F
+#: Writes of CR0..CR15 exit with codes 0x10..0x1F (AMD APM Vol. 2 Appendix C).
+SVM_EXIT_WRITE_CR0 = 0x10
+#: The control registers whose writes are checked (:mod:`osvemu.cpu.control`): CR0 and CR4.
+INTERCEPTED_CR_WRITES = (1 << 0) | (1 << 4)
 #: The VMCB control area's MSRPM_BASE_PA field (AMD APM Vol. 2 Table B-1).
 VMCB_MSRPM_BASE_PA = 0x48
 VMCB_SIZE = 0x1000
@@ -494,9 +500,10 @@ class CoreInternals:
         self._old_exception = ctypes.c_int32.from_address(old_exception)
         self._vm_vmcb = ctypes.c_uint64.from_address(old_exception + VM_VMCB_AFTER_OLD_EXCEPTION)
         self._intercept = ctypes.c_uint64.from_address(old_exception + INTERCEPT_AFTER_OLD_EXCEPTION)
+        self._intercept_cr_write = ctypes.c_uint16.from_address(old_exception + INTERCEPT_CR_WRITE_AFTER_OLD_EXCEPTION)
         self._vmcb: int | None = None
         # CPUX86State starts with regs[CPU_NB_REGS] in QEMU's order: RAX, RCX, RDX, RBX, ...
-        registers = env + self._internals.context_header
+        registers = self._registers = env + self._internals.context_header
         self._rax = ctypes.c_uint64.from_address(registers)
         self._rcx = ctypes.c_uint64.from_address(registers + 8)
         self._rdx = ctypes.c_uint64.from_address(registers + 16)
@@ -620,6 +627,7 @@ class CoreInternals:
             self.install_intercepts(vmcb)
         self._vm_vmcb.value = self._vmcb
         self._intercept.value = INTERCEPTED_EXITS
+        self._intercept_cr_write.value = INTERCEPTED_CR_WRITES
         self._hflags.value |= HF_GUEST
 
     def msr_read(self, number: int) -> int:
@@ -630,6 +638,11 @@ class CoreInternals:
     def msr_write(self, number: int, value: int) -> None:
         with self.intercepts_suspended():
             self._uc.reg_write(UC_X86_REG_MSR, (number, value))
+
+    def general_register(self, number: int) -> int:
+        """A general register by its encoding number (0 RAX, 1 RCX, ... 15 R15:
+        QEMU's regs[] order, Intel SDM Vol. 2A Table 3-1), read in place."""
+        return ctypes.c_uint64.from_address(self._registers + 8 * number).value
 
     @contextmanager
     def intercepts_suspended(self) -> Iterator[None]:

@@ -13,6 +13,7 @@ from unicorn import x86_const as r
 from unicorn.unicorn import UcContext
 
 from osvemu.cpu import x86
+from osvemu.cpu.templates import CR4_AFTER_INIT
 from osvemu.platform import layout
 from osvemu.platform.memmap import E820Type, MemoryMapEntry
 
@@ -109,6 +110,7 @@ def pvh_entry_context() -> UcContext:
     uc.mem_write(layout.BOOT_GDT_ADDRESS, BOOT_GDT)
     uc.reg_write(r.UC_X86_REG_GDTR, (0, layout.BOOT_GDT_ADDRESS, len(BOOT_GDT) - 1, 0))
     uc.reg_write(r.UC_X86_REG_CR0, x86.CR0_PE | x86.CR0_ET)
+    uc.reg_write(r.UC_X86_REG_CR4, CR4_AFTER_INIT)  # paging off, no extension enabled: as after INIT
     for segment in (r.UC_X86_REG_DS, r.UC_X86_REG_ES, r.UC_X86_REG_SS, r.UC_X86_REG_FS, r.UC_X86_REG_GS):
         uc.reg_write(segment, layout.BOOT_DATA_SELECTOR)
     uc.reg_write(r.UC_X86_REG_CS, layout.BOOT_CODE_SELECTOR)

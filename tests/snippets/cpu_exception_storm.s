@@ -1,16 +1,13 @@
-;! description = "a #PF handler that can never run (CR4.SMEP set while the code pages are user pages, so every supervisor fetch faults at the handler's entry) is an exception storm: the core stops as faulted after 1024 deliveries instead of livelocking inside one slice"
+;! description = "a #PF handler that can never run (its gate points at an unmapped address, so fetching its first instruction faults again at its own entry) is an exception storm: the core stops as faulted after 1024 deliveries instead of livelocking inside one slice"
 ;! mode = "long"
 ;! max_instructions = 20000
 ;! [expect.cores.0]
 ;! fault = "exception storm"
 ;! state = "stopped"
     mov eax, 14
-    lea rbx, [rip + pf_handler]
+    mov rbx, 0x200000000         # 8 GiB: the snippet's page tables map only 4 GiB
     call set_gate
-    mov rax, cr4
-    bts rax, 20                  # SMEP (AMD APM Vol. 2 5.6.6): supervisor fetches from user pages fault
-    mov cr4, rax
-    nop                          # never fetched: the page is a user page
-pf_handler:
+    mov rax, 0x100000000
+    mov rcx, qword ptr [rax]     # #PF, delivered to a handler that cannot be fetched
     cli
     hlt
