@@ -5,9 +5,11 @@ where the programs run; and a comparison that does catch a leaky policy."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import pytest
+from conftest import run_osvemu
 
 from osvemu.osv import hypercalls, ipi_policy
 from osvemu.platform.apicbus import RoutingDecision
@@ -75,6 +77,7 @@ def test_forty_programs_breach_nothing_and_count_the_same_on_one_or_two_processe
     assert "breaches     0" in text and "programs/s" in text
 
 
+@pytest.mark.slow
 def test_a_local_dask_cluster_gives_the_local_result():
     pytest.importorskip("dask.distributed")
     done: list[tuple[int, int]] = []
@@ -136,3 +139,14 @@ def test_a_core_that_retires_nothing_is_stopped(monkeypatch):
     core = run.machine.cores[0]
     assert core.fault is not None and core.fault.kind == "no progress"
     assert core.slices_run == NO_PROGRESS_SLICES and core.instructions == 0
+
+
+@pytest.mark.slow
+def test_a_200_program_campaign_on_the_command_line_breaches_nothing(tmp_path):
+    """What CI runs: 200 programs on the host's processes, through the CLI."""
+    report = tmp_path / "campaign.json"
+    result = run_osvemu("verify", "--campaign", "200", "--seed", "11", "--json", report, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "  breaches     0" in result.stdout
+    summary = json.loads(report.read_text())
+    assert summary["programs"] == 200 and summary["breaches"] == [] and summary["operations"] > 0

@@ -15,6 +15,7 @@ from osvemu.platform.lapic import (
     APIC_IRR,
     APIC_ISR,
     APIC_LDR,
+    APIC_LVT_ERROR,
     APIC_LVT_LINT0,
     APIC_LVT_TIMER,
     APIC_PPR,
@@ -130,6 +131,16 @@ def test_illegal_vector_latches_esr_on_write(h):
     assert h.apic.read(APIC_ESR) == 1 << 6
     h.apic.write(APIC_ESR, 0)
     assert h.apic.read(APIC_ESR) == 0
+
+
+def test_an_error_lvt_with_an_illegal_vector_latches_and_delivers_nothing(h):
+    """Found by the attack campaign (seed 1, program 1219): an unmasked error
+    LVT with vector 5 made every error an error about the error interrupt,
+    recursively, until Python's stack ran out."""
+    h.apic.write(APIC_LVT_ERROR, 5)
+    h.apic.accept_fixed(3)  # a received illegal vector
+    h.apic.write(APIC_ESR, 0)
+    assert h.apic.read(APIC_ESR) == 1 << 6 and h.apic.irr == 0
 
 
 def test_ldr_dfr_writable_bits(h):

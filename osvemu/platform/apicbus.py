@@ -23,10 +23,8 @@ from enum import Enum
 from typing import Protocol
 
 from osvemu.platform.icr import ApicState, DeliveryMode, Icr, resolve_destinations
-from osvemu.platform.lapic import ESR_SEND_ILLEGAL_VECTOR, LocalApic
+from osvemu.platform.lapic import ESR_SEND_ILLEGAL_VECTOR, FIRST_LEGAL_VECTOR, LocalApic
 
-#: Vectors 0-15 are illegal in fixed and lowest-priority messages (SDM Vol. 3A 10.5.2).
-FIRST_LEGAL_VECTOR = 16
 #: ICR delivery modes the SDM reserves (Vol. 3A 10.6.1, Figure 10-12).
 RESERVED_MODES = (DeliveryMode.RESERVED_3, DeliveryMode.EXTINT)
 #: Redirection-entry delivery modes the 82093AA reserves (3.2.4): 011 and 110

@@ -53,6 +53,8 @@ LVT_DELIVERY_MODE_SHIFT = 8
 # ESR bits (SDM Vol. 3A 10.5.3).
 ESR_SEND_ILLEGAL_VECTOR = 1 << 5
 ESR_RECEIVE_ILLEGAL_VECTOR = 1 << 6
+#: Vectors 0-15 are illegal in interrupt messages and LVT entries (SDM Vol. 3A 10.5.2).
+FIRST_LEGAL_VECTOR = 16
 ESR_ILLEGAL_REGISTER = 1 << 7
 
 _LVT_OFFSETS = (APIC_LVT_TIMER, APIC_LVT_THERMAL, APIC_LVT_PERF, APIC_LVT_LINT0, APIC_LVT_LINT1, APIC_LVT_ERROR)
@@ -133,7 +135,7 @@ class LocalApic:
     # --- interrupt acceptance and delivery to the core ---
     def accept_fixed(self, vector: int, level_triggered: bool = False) -> None:
         """A fixed or lowest-priority interrupt arrives (SDM Vol. 3A 10.8.4)."""
-        if vector < 16:
+        if vector < FIRST_LEGAL_VECTOR:
             self._error(ESR_RECEIVE_ILLEGAL_VECTOR)
             return
         self.irr |= 1 << vector
@@ -170,10 +172,18 @@ class LocalApic:
         return LevelEoi(vector) if self.tmr >> vector & 1 else None
 
     def _error(self, bit: int) -> None:
+        """Latch an error and raise the error interrupt (SDM Vol. 3A 10.5.3).
+        An error LVT with an illegal vector (0-15) is itself a received
+        illegal vector: latched, and nothing delivered (never an error about
+        the error interrupt, again and again)."""
         self._esr_pending |= bit
         lvt = self.lvt[APIC_LVT_ERROR]
-        if not lvt & LVT_MASKED and self.software_enabled:
-            self.accept_fixed(lvt & 0xFF)
+        if lvt & LVT_MASKED or not self.software_enabled:
+            return
+        if lvt & 0xFF < FIRST_LEGAL_VECTOR:
+            self._esr_pending |= ESR_RECEIVE_ILLEGAL_VECTOR
+            return
+        self.accept_fixed(lvt & 0xFF)
 
     # --- timer (SDM Vol. 3A 10.5.4) ---
     @property

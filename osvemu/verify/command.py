@@ -176,7 +176,7 @@ def mutation_check(args: argparse.Namespace, out: Callable[[str], None]) -> int:
 def campaign(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     from osvemu.verify import campaign as attack
 
-    progress = _progress_bar(args.campaign) if sys.stderr.isatty() else None
+    progress = _ProgressBar(args.campaign) if sys.stderr.isatty() else None
     summary = attack.run_campaign(args.campaign, args.seed, workers=args.jobs, scheduler=args.scheduler,
                                   progress=progress.update if progress else None)
     if progress:
@@ -188,16 +188,17 @@ def campaign(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     return 1 if summary.breaches else 0
 
 
-class _progress_bar:
+class _ProgressBar:
     """A rich progress bar on standard error, when rich is installed."""
 
     def __init__(self, total: int) -> None:
         try:
+            from rich.console import Console
             from rich.progress import Progress
         except ImportError:
             self.progress = None
             return
-        self.progress = Progress(transient=True, console=None)
+        self.progress = Progress(transient=True, console=Console(stderr=True))
         self.task = self.progress.add_task("attack programs", total=total)
         self.progress.start()
 

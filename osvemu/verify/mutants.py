@@ -20,8 +20,9 @@ from osvemu.cpu import templates
 from osvemu.osv import hypercalls, ipi_policy
 from osvemu.osv import plan as osv_plan_module
 from osvemu.platform import apicbus, icr
-from osvemu.platform.apicbus import FIRST_LEGAL_VECTOR, Refusal, RefusalCause, RoutingDecision
+from osvemu.platform.apicbus import Refusal, RefusalCause, RoutingDecision
 from osvemu.platform.icr import BROADCAST_ID, DeliveryMode, Shorthand
+from osvemu.platform.lapic import FIRST_LEGAL_VECTOR
 
 #: One replacement: module, attribute, and a function from the original to its mutated replacement.
 Patch = tuple[Any, str, Callable[[Any], Any]]
