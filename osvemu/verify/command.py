@@ -56,7 +56,8 @@ def proofs(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     from osvemu.verify import runner
 
     chosen = chosen_layouts(args)
-    out(f"osvemu verify: {len(chosen)} layouts, {args.jobs or 'one per host core'} processes")
+    out(f"osvemu verify: {_count(len(chosen), 'layout')}, "
+        f"{_count(args.jobs, 'process') if args.jobs else 'a process per host core'}")
     spin_lines: list[str] = []
     with ThreadPoolExecutor(1) as background:  # the model check is gcc and pan: it runs beside the proofs
         pending = None if args.no_spin else background.submit(spin_check, args.spin, spin_lines.append)
@@ -67,7 +68,7 @@ def proofs(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     for line in spin_lines:
         out(line)
     verdict = result.proved and (spin is None or spin.ok)
-    out(f"{'PROVED' if verdict else 'FAILED'}: {len(chosen)} layouts in {result.wall_seconds:.1f} s"
+    out(f"{'PROVED' if verdict else 'FAILED'}: {_count(len(chosen), 'layout')} in {result.wall_seconds:.1f} s"
         + (f"; SPIN model {spin.errors} errors over its {'full' if spin.complete else 'INCOMPLETE'} state space"
            if spin is not None else ""))
     if args.json:
@@ -270,6 +271,10 @@ def replay_ipi(args: argparse.Namespace, out: Callable[[str], None]) -> int:
 
 
 # ---------------------------------------------------------------- output
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "es" if noun.endswith("s") else "s")
+
+
 def _outcome_json(outcome: PropertyOutcome) -> dict:
     return {"proved": outcome.proved, "cases": outcome.cases, "runs": outcome.classes,
             "seconds": round(outcome.seconds, 3), "method": outcome.method,

@@ -127,8 +127,9 @@ def describe_layout(named: NamedLayout) -> str:
     cores = sum(len(plan.apic_ids) for plan in config.kernels)
     offline = len(config.offline_apic_ids)
     senders = "every core sends" if named.all_senders else f"{len(named.senders())} representative senders"
+    channels = f"{len(config.channels)} channel{'' if len(config.channels) == 1 else 's'}"
     return (f"layout {named.name}: {len(config.kernels)} kernels on {cores} of {config.topology.cpu_count} cores"
-            f"{f' ({offline} offline)' if offline else ''}, {len(config.channels)} channels; {senders}")
+            f"{f' ({offline} offline)' if offline else ''}, {channels}; {senders}")
 
 
 def format_outcome(outcome: PropertyOutcome) -> list[str]:
