@@ -83,13 +83,14 @@ def test_random_full_states_agree_with_the_reference(generator: random.Random, v
 
 
 # ---------------------------------------------------------------- hypercalls, memory, boot
-def test_hypercalls_memory_and_boot_are_proved_on_every_default_layout():
-    for name in DEFAULT_LAYOUTS:
-        layout = named(name)
-        for outcome in (hypercall_check.prove_hypercalls(layout), memory_check.prove_memory(layout),
-                        memory_check.prove_boot(layout)):
-            assert outcome.proved, outcome.counterexample
-            assert outcome.cases > 0
+@pytest.mark.parametrize("name", [pytest.param(name, marks=() if name in ("sparse", "interleaved") else pytest.mark.slow)
+                                  for name in DEFAULT_LAYOUTS])
+def test_hypercalls_memory_and_boot_are_proved_on_every_default_layout(name):
+    layout = named(name)
+    for outcome in (hypercall_check.prove_hypercalls(layout), memory_check.prove_memory(layout),
+                    memory_check.prove_boot(layout)):
+        assert outcome.proved, outcome.counterexample
+        assert outcome.cases > 0
 
 
 def test_every_layout_loads():

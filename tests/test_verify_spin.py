@@ -41,6 +41,7 @@ def test_the_interface_model_has_no_errors_over_its_full_state_space(tmp_path):
     assert sorted(path.name for path in tmp_path.iterdir()) == ["liveness", "safety"]
 
 
+@pytest.mark.slow
 def test_routing_against_every_apic_breaks_isolation(monkeypatch):
     def leaky(icr, sender, partition, layout, apics):  # resolves against the whole machine
         return RoutingDecision(tuple(ipi_policy.resolve_destinations(icr, sender, apics)))
