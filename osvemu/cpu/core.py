@@ -82,10 +82,10 @@ _INVALIDATE_LIMIT = 16 * x86.PAGE_SIZE
 _REFUSED_STEP_ATTEMPTS = 64
 #: Counted slices in a row that retire nothing, with no exit, fault or pause
 #: to explain it, after which the core is stopped: its state is one Unicorn
-#: cannot execute from (found by the attack campaign: MOV CR0 leaving PG set
-#: and PE clear, which the processor refuses with #GP, SDM Vol. 2B MOV--Move
-#: to/from Control Registers, and Unicorn 2.1.4 accepts), and a core that
-#: never advances its clock would otherwise be picked again and again.
+#: cannot execute from, and a core that never advances its clock would
+#: otherwise be picked again and again.  (The attack campaign reached one
+#: with CR0 holding PG without PE, which MOV CR0 now refuses with #GP as the
+#: processor does, osvemu/cpu/control.py; the guard stays for any other.)
 NO_PROGRESS_SLICES = 64
 #: Room for the largest register Unicorn reads into a buffer (an x87 or SSE register).
 _RAW_REGISTER_BYTES = 64

@@ -5,7 +5,7 @@ exceptions delivered to the guest.
 Port I/O, CPUID, device pages (the local APIC, the IOAPIC), VMMCALL and
 accesses to unbacked guest-physical memory go to the platform; exceptions
 and invalid instructions are delivered through the guest's IDT; RDMSR,
-WRMSR arrive as SVM intercepts wherever they execute (:mod:`osvemu.cpu.
+WRMSR and writes of CR0 and CR4 arrive as SVM intercepts wherever they execute (:mod:`osvemu.cpu.
 ucinternals`), RDTSC, RDTSCP and SYSCALL (which Unicorn 2.1.4 leaves undone)
 through instruction hooks: all are emulated in
 :mod:`osvemu.cpu.special`.
@@ -47,8 +47,8 @@ _ACCESS = {UC_MEM_FETCH_UNMAPPED: Access.FETCH, UC_MEM_WRITE_UNMAPPED: Access.WR
 _REGISTER_BYTES = 4  # device registers are 32-bit, at 4-byte aligned offsets
 #: Exceptions in a row raised at the entry of the handler just delivered to:
 #: the handler can never run (a fetch or stack fault at its first
-#: instruction, e.g. a supervisor handler on a user page under CR4.SMEP, or
-#: an IST stack the fault never leaves).  A real core livelocks there (Intel
+#: instruction: a gate to an unmapped or non-executable address, a handler
+#: whose IST stack faults).  A real core livelocks there (Intel
 #: SDM Vol. 3A 6.15 bounds only the escalation to #DF and shutdown); the
 #: machine ends the core as faulted, so that one kernel's livelock inside a
 #: slice, where no instruction retires and no slice count or preemption

@@ -1,5 +1,7 @@
-"""The instructions osvemu emulates itself: RDMSR and WRMSR (arriving as SVM
-intercepts wherever they execute, :mod:`osvemu.cpu.ucinternals`), RDTSC and
+"""The instructions osvemu emulates itself: RDMSR, WRMSR and writes of CR0
+and CR4 (arriving as SVM intercepts wherever they execute,
+:mod:`osvemu.cpu.ucinternals`; the control-register rules are
+:mod:`osvemu.cpu.control`), RDTSC and
 RDTSCP (through their instruction hooks) and SYSCALL (through Unicorn's
 instruction hook, which leaves the instruction undone).  Each leaves the core as the instruction would:
 registers written and RIP past it, or an exception delivered.

@@ -60,7 +60,8 @@ REFUSED_MODES = {
 
 @dataclass(frozen=True)
 class PartitionLayout:
-    """Which APIC IDs belong to which partition."""
+    """Which APIC IDs belong to which partition (fixed once built: the
+    members of each partition are computed once, not at every ICR write)."""
 
     owner: dict[int, int]  # APIC ID -> partition index
     _members: dict[int, frozenset[int]] = field(init=False, repr=False, compare=False)
