@@ -82,14 +82,14 @@ def _osv_section(machine: Machine) -> dict:
     return {"mode": "osv", "kernels": kernels, **monitor.report()}
 
 
-def check_writable(path: str | Path) -> None:
+def check_writable(path: str | Path, option: str = "--report") -> None:
     """Fail before the run, not after it, when the report cannot be written."""
     try:
         parent = Path(path).resolve().parent
     except (OSError, RuntimeError) as error:  # a symlink loop is a RuntimeError in Python 3.11
-        raise ConfigError(f"--report {path}: {error}") from None
+        raise ConfigError(f"{option} {path}: {error}") from None
     if not parent.is_dir():
-        raise ConfigError(f"--report {path}: directory {parent} does not exist")
+        raise ConfigError(f"{option} {path}: directory {parent} does not exist")
 
 
 def write_report(path: str | Path, report: dict) -> None:

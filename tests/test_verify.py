@@ -191,6 +191,8 @@ def test_verify_on_one_layout_prints_every_property():
     (("--replay-ipi", "3:0:0:nosuch", "--layout", "4x8"), "--replay-ipi: no own state 'nosuch'"),
     (("--mutants", "--mutant", "nosuch"), "--mutant nosuch: no such mutant"),
     (("--config", "/nonexistent.toml"), "/nonexistent.toml: no such configuration file"),
+    (("--json", "/nonexistent/x.json", "--layout", "sparse"), ("--json /nonexistent/x.json: directory /nonexistent does "
+                                                              "not exist")),
 ])
 def test_bad_verify_options_are_one_line_and_status_2(arguments, message):
     result = run_osvemu("verify", *arguments)

@@ -40,6 +40,9 @@ def chosen_layouts(args: argparse.Namespace) -> list[NamedLayout]:
 
 
 def run(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
+    if args.json and args.json != "-":
+        from osvemu.report import check_writable
+        check_writable(args.json, "--json")  # before the work, not after it
     if args.replay_ipi:
         return replay_ipi(args, out)
     if args.replay:
