@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import random
+import subprocess
+import sys
 
 import pytest
 from conftest import run_osvemu
@@ -217,3 +219,11 @@ def test_every_mutant_is_caught():
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{len(mutants.MUTANTS)} of {len(mutants.MUTANTS)} mutants caught" in result.stdout
     assert "SURVIVED" not in result.stdout
+
+
+@pytest.mark.parametrize("arguments", [("--layout", "sparse"), ("--mutants", "--mutant", "smi-delivered")])
+def test_without_spin_the_model_check_is_status_3_before_any_work(arguments):
+    result = subprocess.run([sys.executable, "-m", "osvemu", "verify", *arguments], capture_output=True, text=True,
+                            env={"PATH": "/nonexistent"}, timeout=120, check=False)
+    assert result.returncode == 3 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "needs spin and gcc on the PATH" in result.stderr

@@ -59,6 +59,8 @@ def proofs(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     from osvemu.verify import runner
 
     chosen = chosen_layouts(args)
+    if not args.no_spin:
+        _need_spin("osvemu verify")
     out(f"osvemu verify: {_count(len(chosen), 'layout')}, "
         f"{_count(args.jobs, 'process') if args.jobs else 'a process per host core'}")
     spin_lines: list[str] = []
@@ -82,6 +84,15 @@ def proofs(args: argparse.Namespace, out: Callable[[str], None]) -> int:
             "spin": _spin_json(spin) if spin is not None else None,
             "proved": verdict, "wall_seconds": round(result.wall_seconds, 3)})
     return 0 if verdict else 1
+
+
+def _need_spin(what: str) -> None:
+    """Fail before the work when the SPIN model cannot run (exit status 3)."""
+    from osvemu.verify import spin
+
+    if not spin.spin_available():
+        raise spin.SpinError(f"{what} runs the SPIN model, which needs spin and gcc on the PATH "
+                             "(Debian: apt-get install spin gcc), or give --no-spin")
 
 
 def spin_check(size: tuple[int, int], out: Callable[[str], None]):
@@ -137,7 +148,9 @@ def _check_mutant(name: str, spin_size: tuple[int, int] | None, campaign_program
                 if not result.ok:
                     caught.append(f"SPIN model: {result.errors} errors"
                                   + (f": {result.failures[0][:160]}" if result.failures else ""))
-            except Exception as error:  # noqa: BLE001
+            except spin.SpinError:
+                raise  # spin, gcc or pan failed: the tool's failure, not the mutant's catch
+            except Exception as error:  # noqa: BLE001 - the mutant made the table generation raise
                 caught.append(f"SPIN model: raised {type(error).__name__}: {error}")
         if campaign_programs:
             from osvemu.verify import campaign
@@ -155,6 +168,8 @@ def mutation_check(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     if unknown:
         raise ConfigError(f"--mutant {unknown[0]}: no such mutant (known: {', '.join(mutants.BY_NAME)})")
     spin_size = None if args.no_spin else args.spin
+    if spin_size is not None:
+        _need_spin("the mutation check")
     programs = args.campaign or 0
     out(f"osvemu verify --mutants: {len(names)} seeded bugs; checks: routing proof ({MUTANT_ROUTING_LAYOUT}), "
         f"acceptance, hypercall, memory and boot proofs ({MUTANT_PLAN_LAYOUT})"
