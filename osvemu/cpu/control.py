@@ -11,8 +11,6 @@ from dataclasses import dataclass
 
 from osvemu.cpu import x86
 
-CR0_NW = 1 << 29
-CR0_CD = 1 << 30
 CR0_RESERVED_HIGH = ~0xFFFF_FFFF  # bits 63:32 (MBZ)
 
 #: CR4 bits (AMD APM Vol. 2 Figure 3-7) and the CPUID Fn0000_0001 feature
@@ -68,7 +66,7 @@ def cr0_refusal(value: int, state: ControlState) -> str | None:
         return "bits 63:32 of CR0 are reserved"
     if value & x86.CR0_PG and not value & x86.CR0_PE:
         return "paging without protection (PG set, PE clear)"
-    if value & CR0_NW and not value & CR0_CD:
+    if value & x86.CR0_NW and not value & x86.CR0_CD:
         return "not-write-through without cache disable (NW set, CD clear)"
     if state.in_64bit_mode and not value & x86.CR0_PG:
         return "paging cleared in 64-bit mode"

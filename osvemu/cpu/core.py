@@ -399,8 +399,8 @@ class Core:
     def code_width(self) -> int:
         return self.linear.code_width()
 
-    def decode(self, offset: int, count: int = 1) -> list[capstone.CsInsn]:
-        return self.linear.decode(offset, count)
+    def decode(self, offset: int, count: int = 1, operands: bool = False) -> list[capstone.CsInsn]:
+        return self.linear.decode(offset, count, operands)
 
     def disassemble(self, offset: int, count: int = 1) -> str:
         return self.linear.disassemble(offset, count)

@@ -169,13 +169,16 @@ class LinearMemory:
         """``size`` bytes at ``offset`` in the current code segment."""
         return self.read(self.code_linear(offset), size)
 
-    def decode(self, offset: int, count: int = 1) -> list[capstone.CsInsn]:
+    def decode(self, offset: int, count: int = 1, operands: bool = False) -> list[capstone.CsInsn]:
         """Up to ``count`` instructions at ``offset`` in the current code
-        segment, decoded in its operand width (TranslationFault or GuestFault
-        when the code cannot be read)."""
+        segment, decoded in its operand width, with capstone's operand details
+        when ``operands`` (TranslationFault or GuestFault when the code cannot
+        be read)."""
         width = self.code_width()
         code = self.read_code(offset, MAX_INSTRUCTION_LENGTH * count)
-        return list(capstone.Cs(capstone.CS_ARCH_X86, _CAPSTONE_MODES[width]).disasm(code, offset, count))
+        decoder = capstone.Cs(capstone.CS_ARCH_X86, _CAPSTONE_MODES[width])
+        decoder.detail = operands
+        return list(decoder.disasm(code, offset, count))
 
     def disassemble(self, offset: int, count: int = 1) -> str:
         """``count`` instructions at ``offset`` in the current code segment, as text."""

@@ -79,7 +79,6 @@ OPCODE_GROUP_7 = b"\x0f\x01"  # /6 is LMSW
 LMSW_REG = 6
 MODRM_REGISTER_FORM = 0b11
 REX_R, REX_B = 1 << 2, 1 << 0
-CR0_TS = 1 << 3
 #: LMSW loads CR0 bits 3:0 but cannot clear PE (AMD APM Vol. 3 LMSW).
 LMSW_BITS = 0xF
 _CONTROL_REGISTERS = {0: r.UC_X86_REG_CR0, 4: r.UC_X86_REG_CR4}
@@ -94,16 +93,16 @@ def write_control_register(core: Core, number: int) -> None:
     code = core.linear.read_code(rip, prefixes + 3)
     rex = code[prefixes - 1] if prefixes and 0x40 <= code[prefixes - 1] <= 0x4F else 0
     opcode, modrm = code[prefixes:prefixes + 2], code[prefixes + 2] if len(code) > prefixes + 2 else 0
-    current = core.read_register(_CONTROL_REGISTERS.get(number, r.UC_X86_REG_CR0))
+    current = core.read_register(_CONTROL_REGISTERS[number])  # only CR0 and CR4 writes are intercepted
     if opcode == OPCODE_MOV_TO_CR:
         source = (modrm & 7) | (8 if rex & REX_B else 0)
         value, length = core.internals.general_register(source), prefixes + 3
         if core.code_width() != 64:
             value &= 0xFFFF_FFFF
     elif opcode == OPCODE_CLTS and number == 0:
-        value, length = current & ~CR0_TS, prefixes + 2
+        value, length = current & ~x86.CR0_TS, prefixes + 2
     elif opcode == OPCODE_GROUP_7 and modrm >> 3 & 7 == LMSW_REG and number == 0:
-        instruction = _decode_with_operands(core, rip)
+        instruction = core.decode(rip, operands=True)[0]
         if modrm >> 6 == MODRM_REGISTER_FORM:
             word = core.internals.general_register((modrm & 7) | (8 if rex & REX_B else 0))
         else:
@@ -128,16 +127,6 @@ def write_control_register(core: Core, number: int) -> None:
 def _supported_cr4(core: Core) -> int:
     _, _, ecx, edx = core.platform.cpuid(core, 1, 0)
     return control.supported_cr4(edx, ecx)
-
-
-def _decode_with_operands(core: Core, rip: int):
-    """The instruction at ``rip`` with capstone's operand details."""
-    import capstone
-
-    modes = {16: capstone.CS_MODE_16, 32: capstone.CS_MODE_32, 64: capstone.CS_MODE_64}
-    decoder = capstone.Cs(capstone.CS_ARCH_X86, modes[core.code_width()])
-    decoder.detail = True
-    return next(decoder.disasm(core.linear.read_code(rip, MAX_INSTRUCTION_BYTES), rip, 1))
 
 
 def _effective_address(core: Core, instruction) -> int:

@@ -33,7 +33,7 @@ from osvemu.cpu import x86
 #: CR0 after INIT: CD | NW | ET; CR4 after INIT: 0 (Intel SDM Vol. 3A 9.1.1,
 #: Table 9-1).  Unicorn's own start value of CR4 has OSFXSR, FSGSBASE and
 #: OSXSAVE set, bits this processor does not all have.
-CR0_AFTER_INIT = 0x60000010
+CR0_AFTER_INIT = x86.CR0_CD | x86.CR0_NW | x86.CR0_ET
 CR4_AFTER_INIT = 0
 
 

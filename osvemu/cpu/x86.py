@@ -4,8 +4,11 @@ from __future__ import annotations
 
 # Control registers (SDM Vol. 3A 2.5)
 CR0_PE = 1 << 0
+CR0_TS = 1 << 3  # task switched
 CR0_ET = 1 << 4
 CR0_WP = 1 << 16  # supervisor writes honour read-only pages
+CR0_NW = 1 << 29  # not write-through
+CR0_CD = 1 << 30  # cache disable
 CR0_PG = 1 << 31
 PAGE_SIZE = 4096
 CR4_PSE = 1 << 4

@@ -28,6 +28,8 @@ DEFAULT_SPIN_SIZE = (3, 2)
 #: routing proof does not catch costs seconds, not minutes.
 MUTANT_ROUTING_LAYOUT = "sparse"
 MUTANT_PLAN_LAYOUT = "uneven"
+#: How the mutation check names the proofs of a plan, by property.
+PLAN_CHECKS = {"hypercalls": "hypercall proof", "memory": "memory proof", "boot-protocol": "boot proof"}
 
 
 def chosen_layouts(args: argparse.Namespace) -> list[NamedLayout]:
@@ -117,7 +119,7 @@ class MutantVerdict:
 
 def _check_mutant(name: str, spin_size: tuple[int, int] | None, campaign_programs: int) -> MutantVerdict:
     """Every check, with mutant ``name`` in place (in this worker process)."""
-    from osvemu.verify import hypercall_check, memory_check, mutants, routing
+    from osvemu.verify import mutants, routing, runner
 
     start = time.perf_counter()
     caught: list[str] = []
@@ -133,12 +135,8 @@ def _check_mutant(name: str, spin_size: tuple[int, int] | None, campaign_program
             for outcome in (report.isolation, report.independence, report.boot):
                 note("routing proof", outcome)
             note("acceptance proof", routing.prove_acceptance())
-            planned = layout_names.named(MUTANT_PLAN_LAYOUT)
-            note("hypercall proof", hypercall_check.prove_hypercalls(planned))
-            from osvemu.osv.plan import osv_plan
-            plan = osv_plan(planned.config)
-            note("memory proof", memory_check.prove_memory(planned, plan))
-            note("boot proof", memory_check.prove_boot(planned, plan))
+            for outcome in runner.plan_proofs(layout_names.named(MUTANT_PLAN_LAYOUT)):
+                note(PLAN_CHECKS[outcome.name], outcome)
         except Exception as error:  # noqa: BLE001 - a mutant that makes a proof crash is caught by it
             caught.append(f"proofs: raised {type(error).__name__}: {error}")
         if spin_size is not None:

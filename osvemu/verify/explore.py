@@ -136,15 +136,21 @@ def explore(run: Callable[[Mapping[str, Any]], Any], initial: Mapping[str, Any])
         except NeedsValue as need:
             if need.field not in assignment:
                 raise
-            if len(need.parts) == 1 and _key(need.parts[0]) == _key(assignment[need.field]):
+            if len(need.parts) == 1 and class_key(need.parts[0]) == class_key(assignment[need.field]):
                 raise RuntimeError(f"splitting {need.field} made no progress") from None
             pending.extend({**assignment, need.field: concrete(part)} for part in reversed(need.parts))
             continue
         yield Leaf(assignment, result)
 
 
-def _key(value: Any) -> Any:
-    return (value.lo, value.hi) if isinstance(value, IntRange) else id(value)
+def class_key(value: Any) -> Any:
+    """A hashable stand-in for one field of an assignment: the range, the
+    field still open, or the value itself."""
+    if isinstance(value, IntRange):
+        return ("range", value.lo, value.hi)
+    if isinstance(value, Unfixed):
+        return ("any", value.field)
+    return value
 
 
 def class_size(assignment: Mapping[str, Any]) -> int:
@@ -156,4 +162,4 @@ def class_size(assignment: Mapping[str, Any]) -> int:
     return size
 
 
-__all__ = ["IntRange", "Leaf", "NeedsValue", "Unfixed", "class_size", "concrete", "explore"]
+__all__ = ["IntRange", "Leaf", "NeedsValue", "Unfixed", "class_key", "class_size", "concrete", "explore"]

@@ -33,7 +33,7 @@ from osvemu.verify.properties import BOOT_PROTOCOL, MEMORY
 
 VECTORS = range(256)
 #: A STARTUP vector names a 4 KiB page (SDM Vol. 3A 10.4.4.1).
-STARTUP_PAGE = 0x1000
+STARTUP_PAGE = layout.PAGE_SIZE
 
 
 def prove_memory(named: NamedLayout, plan: MachinePlan | None = None) -> PropertyOutcome:

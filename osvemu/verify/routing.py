@@ -57,7 +57,7 @@ from osvemu.platform.icr import (
     Shorthand,
 )
 from osvemu.verify import spec
-from osvemu.verify.explore import IntRange, Leaf, Unfixed, class_size, explore
+from osvemu.verify.explore import IntRange, Leaf, Unfixed, class_key, class_size, explore
 from osvemu.verify.outcome import PropertyOutcome
 from osvemu.verify.properties import BOOT_PROTOCOL, INDEPENDENCE, IPI_ISOLATION
 
@@ -241,7 +241,7 @@ class _Partitioned:
         if not io:
             partition = self.owner.get(sender)
         sender_matters = not io and (sender not in self.owner or assignment["shorthand"] is not Shorthand.NONE)
-        key = (io, partition, sender if sender_matters else None, tuple(map(_key, assignment.values())))
+        key = (io, partition, sender if sender_matters else None, tuple(map(class_key, assignment.values())))
         answer = self._expected.get(key)
         if answer is None:
             answer = self._expected[key] = self._reference(assignment, sender, io, partition)
@@ -265,13 +265,6 @@ class _Partitioned:
         return [(sub.assignment, sub.result) for sub in explore(expected, assignment)]
 
 
-def _key(value: Any) -> Any:
-    """A hashable stand-in for one field of an assignment."""
-    if isinstance(value, IntRange):
-        return ("range", value.lo, value.hi)
-    if isinstance(value, Unfixed):
-        return ("any", value.field)
-    return value
 
 
 def prove_routing(name: str, config: OsvConfig, senders: Sequence[int] | None = None, io: bool = True,

@@ -60,15 +60,13 @@ def _routing_task(named: NamedLayout, senders: list[int], io: bool) -> list[Prop
     return [report.isolation, report.independence, report.boot]
 
 
-def _hypercall_task(named: NamedLayout) -> list[PropertyOutcome]:
-    return [hypercall_check.prove_hypercalls(named)]
-
-
-def _plan_task(named: NamedLayout) -> list[PropertyOutcome]:
+def plan_proofs(named: NamedLayout) -> list[PropertyOutcome]:
+    """The checks of the layout's plan, built once: hypercalls, memory, boot."""
     from osvemu.osv.plan import osv_plan
 
     plan = osv_plan(named.config)
-    return [memory_check.prove_memory(named, plan), memory_check.prove_boot(named, plan)]
+    return [hypercall_check.prove_hypercalls(named, plan), memory_check.prove_memory(named, plan),
+            memory_check.prove_boot(named, plan)]
 
 
 def _acceptance_task() -> list[PropertyOutcome]:
@@ -82,8 +80,7 @@ def _tasks(layouts: Sequence[NamedLayout]) -> list[tuple[int | None, Callable[..
         senders = named.senders()
         for start in range(0, len(senders), SENDERS_PER_TASK):
             tasks.append((index, _routing_task, (named, senders[start:start + SENDERS_PER_TASK], start == 0)))
-        tasks.append((index, _hypercall_task, (named,)))
-        tasks.append((index, _plan_task, (named,)))
+        tasks.append((index, plan_proofs, (named,)))
     return tasks
 
 
@@ -154,4 +151,5 @@ def format_result(result: VerifyResult) -> list[str]:
     return lines
 
 
-__all__ = ["LayoutResult", "VerifyResult", "describe_layout", "format_outcome", "format_result", "verify"]
+__all__ = ["LayoutResult", "VerifyResult", "describe_layout", "format_outcome", "format_result", "plan_proofs",
+           "verify"]
