@@ -101,8 +101,9 @@ from osvemu.platform.icr import (
 from osvemu.platform.plan import MachinePlan
 from osvemu.platform.topology import Topology
 
-#: The committed protocol; the generated tables are written beside a copy of it.
-MODEL = Path(__file__).resolve().parents[2] / "verify" / "osv.pml"
+#: The committed protocol, shipped in the package (``verify/osv.pml`` in the
+#: source tree links to it); the generated tables are written beside a copy of it.
+MODEL = Path(__file__).with_name("osv.pml")
 TABLES = "osv_tables.pml"
 
 #: The notify vector the model's channel allows (the example configuration's 248).
@@ -736,7 +737,7 @@ def check_model(kernels: int = 3, cores: int = 2, malicious: int | None = None, 
         raise SpinError(f"the model check needs {'spin' if spin is None else 'gcc'} on the PATH "
                         "(Debian: apt-get install spin gcc)")
     if not MODEL.is_file():
-        raise SpinError(f"the model {MODEL} is missing (run from a source checkout of osvemu)")
+        raise SpinError(f"the model {MODEL} is missing: reinstall osvemu")
     unknown = [name for name in runs if name not in RUNS]
     if unknown or not runs:
         raise SpinError(f"unknown pan run {unknown[0] if unknown else '(none)'}: the runs are {', '.join(RUNS)}")
