@@ -40,6 +40,7 @@ from osvemu.cpu.lifecycle import CoreState
 from osvemu.cpu.linear import LinearMemory, canonical, page_pieces
 from osvemu.cpu.memory import MemoryView
 from osvemu.cpu.paging import TranslationFault
+from osvemu.cpu.registers import RegisterAccess
 from osvemu.cpu.scratch import ScratchPages
 from osvemu.cpu.slices import SliceRunner
 from osvemu.cpu.surroundings import InterruptController, Platform
@@ -119,14 +120,15 @@ class Core:
         self.special_counts: Counter[str] = Counter()  # emulated RDTSC/RDTSCP and SYSCALL
         self.uc = Uc(UC_ARCH_X86, UC_MODE_64)  # for osvemu.cpu's own modules; tools use the accessors
         self.uc.ctl_set_tcg_buffer_size(TCG_BUFFER_SIZE)
+        self.register_access = RegisterAccess(self.uc)
         self.internals = CoreInternals(self.uc)
         for mapping in view.mappings:
             self.uc.mem_map_ptr(mapping.gpa, mapping.size, UC_PROT_ALL, mapping.host_address)
         self.uc.mem_map(INTERCEPT_PAGES_BASE, INTERCEPT_PAGES_SIZE)
         self.internals.install_intercepts(INTERCEPT_PAGES_BASE)
-        self.linear = LinearMemory(self.uc, view, self.internals,
+        self.linear = LinearMemory(self.register_access, view, self.internals,
                                    lambda access, gpa, size: platform.unmapped_access(self, access, gpa, size))
-        self.slices = SliceRunner(self.uc, self.internals, clock, self.linear)
+        self.slices = SliceRunner(self.uc, self.register_access, self.internals, clock, self.linear)
         self.scratch = ScratchPages(self.uc)
         self.exits = CoreExits(self, self.uc)
 
@@ -280,8 +282,7 @@ class Core:
     # ------------------------------------------------------------ exits owned by others
     def hypercall_registers(self) -> tuple[int, int, int, int]:
         """(RAX, RDI, RSI, RDX) at a VMMCALL: the number and three arguments."""
-        return tuple(self.uc.reg_read_batch((r.UC_X86_REG_RAX, r.UC_X86_REG_RDI, r.UC_X86_REG_RSI,
-                                             r.UC_X86_REG_RDX)))
+        return self.register_access.read_many((r.UC_X86_REG_RAX, r.UC_X86_REG_RDI, r.UC_X86_REG_RSI, r.UC_X86_REG_RDX))
 
     def cpl(self) -> int:
         return self.linear.cpl()
@@ -310,8 +311,8 @@ class Core:
 
     def finish_hypercall(self, result: int) -> None:
         """Return ``result`` in RAX and continue after the 3-byte VMMCALL."""
-        self.uc.reg_write(r.UC_X86_REG_RAX, result & 0xFFFF_FFFF_FFFF_FFFF)
-        self.uc.reg_write(r.UC_X86_REG_RIP, self.rip + len(OPCODE_VMMCALL))
+        self.register_access.write(r.UC_X86_REG_RAX, result)
+        self.register_access.write(r.UC_X86_REG_RIP, self.rip + len(OPCODE_VMMCALL))
 
     def map_scratch_page(self, physical: int) -> None:
         """Back one page with throw-away memory for the current instruction
@@ -322,20 +323,20 @@ class Core:
     # ------------------------------------------------------------ registers
     @property
     def rip(self) -> int:
-        return self.uc.reg_read(r.UC_X86_REG_RIP)
+        return self.register_access.read(r.UC_X86_REG_RIP)
 
     def read_register(self, register: int):
-        return self.uc.reg_read(register)
+        return self.register_access.read(register)
 
-    def read_registers(self, registers: Sequence[int]) -> list:
-        return self.uc.reg_read_batch(registers)
+    def read_registers(self, registers: Sequence[int]) -> tuple:
+        return self.register_access.read_many(tuple(registers))
 
     def write_register(self, register: int, value) -> None:
         """Write a register; an MSR as ``(number, value)``, as Unicorn takes it."""
         if register == r.UC_X86_REG_MSR:
             self.internals.msr_write(*value)
         else:
-            self.uc.reg_write(register, value)
+            self.register_access.write(register, value)
 
     def read_register_bytes(self, register: int, size: int) -> bytes:
         """A register's raw bytes (the binding drops an x87 register's exponent)."""
@@ -348,7 +349,7 @@ class Core:
         _uc_library.uclib.uc_reg_write(self.uc._uch, register, buffer)
 
     def registers(self) -> dict[str, int]:
-        values = dict(zip(_REGISTER_NAMES, self.uc.reg_read_batch(_REGISTER_IDS)))
+        values = dict(zip(_REGISTER_NAMES, self.register_access.read_many(_REGISTER_IDS)))
         values["efer"] = self.efer()
         return values
 
@@ -356,7 +357,7 @@ class Core:
         return self.linear.efer()
 
     def mode(self) -> Mode:
-        return cpu_mode(self.uc.reg_read(r.UC_X86_REG_CR0), self.efer())
+        return cpu_mode(self.register_access.read(r.UC_X86_REG_CR0), self.efer())
 
     def set_cpl(self, cpl: int) -> None:
         self.internals.set_cpl(cpl)
@@ -367,7 +368,7 @@ class Core:
         if self.mode() is Mode.REAL:
             self.internals.load_real_mode_segment(_SEGMENT_NAMES[register], selector)
         else:
-            self.uc.reg_write(register, selector)
+            self.register_access.write(register, selector)
 
     def restore_context(self, context: UcContext) -> None:
         self.uc.context_restore(context)

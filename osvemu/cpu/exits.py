@@ -99,15 +99,15 @@ class CoreExits:
         if vector >= EXCP_VMEXIT:
             special.intercepted(self.core, vector - EXCP_VMEXIT, error_code)
             return
-        rip = uc.reg_read(r.UC_X86_REG_RIP)
+        rip = self.core.rip
         source = Source.SOFTWARE if vector >= 32 or self._is_software_interrupt(rip, vector) else Source.EXCEPTION
         pushes_error = source is Source.EXCEPTION and vector in x86.VECTORS_WITH_ERROR_CODE
-        if vector == x86.VECTOR_PF and not self._page_walk_allowed(uc.reg_read(r.UC_X86_REG_CR2)):
+        if vector == x86.VECTOR_PF and not self._page_walk_allowed(self.core.read_register(r.UC_X86_REG_CR2)):
             return
         if self._storming(rip, source, vector):
             return
         self.core.take(vector, source, error_code if pushes_error else None)
-        self._handler_entry = uc.reg_read(r.UC_X86_REG_RIP) if source is Source.EXCEPTION else None
+        self._handler_entry = self.core.rip if source is Source.EXCEPTION else None
 
     def _storming(self, rip: int, source: Source, vector: int) -> bool:
         """Whether this exception, at the entry of the handler just delivered
@@ -147,7 +147,7 @@ class CoreExits:
 
     @guarded
     def _on_invalid_instruction(self, uc: Uc, _data: object) -> bool:
-        rip = uc.reg_read(r.UC_X86_REG_RIP)
+        rip = self.core.rip
         try:
             opcode = self.core.linear.read_code(rip, len(OPCODE_VMMCALL))
         except (TranslationFault, GuestFault):
@@ -173,11 +173,11 @@ class CoreExits:
 
     @guarded
     def _on_cpuid(self, uc: Uc, _data: object) -> int:
-        leaf, subleaf = uc.reg_read(r.UC_X86_REG_EAX), uc.reg_read(r.UC_X86_REG_ECX)
+        leaf, subleaf = self.core.read_registers((r.UC_X86_REG_EAX, r.UC_X86_REG_ECX))
         eax, ebx, ecx, edx = self.core.platform.cpuid(self.core, leaf, subleaf)
         for register, value in zip((r.UC_X86_REG_RAX, r.UC_X86_REG_RBX, r.UC_X86_REG_RCX, r.UC_X86_REG_RDX),
                                    (eax, ebx, ecx, edx)):
-            uc.reg_write(register, value)
+            self.core.write_register(register, value)
         return 1  # skip Unicorn's own CPUID
 
     @guarded

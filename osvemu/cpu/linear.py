@@ -21,12 +21,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import capstone
-from unicorn import Uc
 from unicorn import x86_const as r
 
 from osvemu.cpu import x86
 from osvemu.cpu.memory import MemoryView
 from osvemu.cpu.paging import TranslationFault, translate
+from osvemu.cpu.registers import RegisterAccess
 from osvemu.cpu.surroundings import Access, ActionAbandoned, Unmapped
 from osvemu.cpu.ucinternals import CoreInternals
 
@@ -43,12 +43,15 @@ REFUSED_READ_BYTE = 0xFF
 
 #: The longest x86 instruction (Intel SDM Vol. 2A 2.3.11).
 MAX_INSTRUCTION_LENGTH = 15
+_PAGE_OFFSET_MASK = x86.PAGE_SIZE - 1
+_PAGING_REGISTERS = (r.UC_X86_REG_CR0, r.UC_X86_REG_CR3, r.UC_X86_REG_CR4)
 _CAPSTONE_MODES = {16: capstone.CS_MODE_16, 32: capstone.CS_MODE_32, 64: capstone.CS_MODE_64}
 
 
 class LinearMemory:
-    def __init__(self, uc: Uc, view: MemoryView, internals: CoreInternals, foreign: ForeignAccess) -> None:
-        self._uc = uc
+    def __init__(self, registers: RegisterAccess, view: MemoryView, internals: CoreInternals,
+                 foreign: ForeignAccess) -> None:
+        self._registers = registers
         self.view = view
         self._internals = internals
         self._foreign = foreign
@@ -63,7 +66,7 @@ class LinearMemory:
 
     def _walk(self, linear: int, read_entry: Callable[[int], int], write: bool = False, user: bool = False) -> int:
         """The page walk under the core's current paging mode, reading entries with ``read_entry``."""
-        cr0, cr3, cr4 = self._uc.reg_read_batch((r.UC_X86_REG_CR0, r.UC_X86_REG_CR3, r.UC_X86_REG_CR4))
+        cr0, cr3, cr4 = self._registers.read_many(_PAGING_REGISTERS)
         return translate(linear, cr0, cr3, cr4, self.efer(), read_entry, write=write, user=user)
 
     # ------------------------------------------------------------ guest accesses
@@ -72,8 +75,9 @@ class LinearMemory:
         outside the view is refused by the platform (recorded) and faults."""
 
         def read_entry(gpa: int) -> int:
-            if self.view.contains(gpa, 8):
-                return self.view.read_u64(gpa)
+            entry = self.view.u64_if_mapped(gpa)
+            if entry is not None:
+                return entry
             self._refuse(Access.WALK, gpa, 8, "a paging structure")
             error = x86.PF_PRESENT | x86.PF_RSVD | (x86.PF_WRITE if write else 0) | (x86.PF_USER if user else 0)
             raise TranslationFault(linear, error)
@@ -100,8 +104,10 @@ class LinearMemory:
     def guest_read(self, address: int, size: int, write: bool = False) -> bytes:
         """Bytes the processor reads at a linear address while acting for the
         guest (``write``: the access is a read-modify-write, checked as a write)."""
+        pieces = [(address, size)] if address & _PAGE_OFFSET_MASK <= x86.PAGE_SIZE - size \
+            else page_pieces(address, size)
         out = b""
-        for linear, step in page_pieces(address, size):
+        for linear, step in pieces:
             gpa = self.guest_translate(linear, write)
             if self.view.contains(gpa, step):
                 out += self.view.read(gpa, step)

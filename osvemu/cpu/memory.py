@@ -12,9 +12,12 @@ from __future__ import annotations
 import ctypes
 import itertools
 import mmap
+import struct
 from dataclasses import dataclass
 
 from osvemu.errors import ConfigError, GuestFault
+
+_U64 = struct.Struct("<Q")
 
 
 class MemoryBank:
@@ -70,11 +73,27 @@ class MemoryView:
             if m.gpa % mmap.PAGESIZE or m.size % mmap.PAGESIZE or m.offset + m.size > m.bank.size:
                 raise ConfigError(f"memory mapping at {m.gpa:#x} is not page aligned or exceeds its bank")
         self.mappings = tuple(ordered)
+        # (start, end, bank view, bank offset of start) per mapping, and the last one hit:
+        # page walks and interrupt frames hit the same mapping again and again.
+        self._spans = tuple((m.gpa, m.end, m.bank.view, m.offset - m.gpa) for m in ordered)
+        self._last = self._spans[0] if ordered else (0, 0, None, 0)
 
     def _locate(self, gpa: int) -> Mapping | None:
         for m in self.mappings:
             if m.gpa <= gpa < m.end:
                 return m
+        return None
+
+    def _span(self, gpa: int, size: int) -> tuple[memoryview, int] | None:
+        """The bank view and offset of [gpa, gpa+size) when one mapping holds it all."""
+        start, end, view, shift = self._last
+        if start <= gpa and gpa + size <= end:
+            return view, gpa + shift
+        for span in self._spans:
+            start, end, view, shift = span
+            if start <= gpa and gpa + size <= end:
+                self._last = span
+                return view, gpa + shift
         return None
 
     def contains(self, gpa: int, size: int = 1) -> bool:
@@ -101,9 +120,18 @@ class MemoryView:
         return out
 
     def read(self, gpa: int, size: int) -> bytes:
+        span = self._span(gpa, size)
+        if span is not None:
+            view, offset = span
+            return bytes(view[offset:offset + size])
         return b"".join(self.pieces(gpa, size))
 
     def write(self, gpa: int, data: bytes) -> None:
+        span = self._span(gpa, len(data))
+        if span is not None:
+            view, offset = span
+            view[offset:offset + len(data)] = data
+            return
         data = memoryview(bytes(data))
         while data:
             m = self._locate(gpa)
@@ -115,4 +143,14 @@ class MemoryView:
             gpa, data = gpa + step, data[step:]
 
     def read_u64(self, gpa: int) -> int:
+        span = self._span(gpa, 8)
+        if span is not None:
+            return _U64.unpack_from(*span)[0]
         return int.from_bytes(self.read(gpa, 8), "little")
+
+    def u64_if_mapped(self, gpa: int) -> int | None:
+        """The little-endian quadword at ``gpa``, or None when it is not all mapped."""
+        span = self._span(gpa, 8)
+        if span is not None:
+            return _U64.unpack_from(*span)[0]
+        return self.read_u64(gpa) if self.contains(gpa, 8) else None

@@ -16,6 +16,7 @@ from osvemu.clock import CoreClock
 from osvemu.cpu import x86
 from osvemu.cpu.linear import LinearMemory
 from osvemu.cpu.paging import TranslationFault
+from osvemu.cpu.registers import RegisterAccess
 from osvemu.cpu.ucinternals import BlockStop, CoreInternals
 from osvemu.errors import GuestFault
 
@@ -23,8 +24,10 @@ PAGE_OFFSET_MASK = x86.PAGE_SIZE - 1
 
 
 class SliceRunner:
-    def __init__(self, uc: Uc, internals: CoreInternals, clock: CoreClock, linear: LinearMemory) -> None:
+    def __init__(self, uc: Uc, registers: RegisterAccess, internals: CoreInternals, clock: CoreClock,
+                 linear: LinearMemory) -> None:
         self._uc = uc
+        self._registers = registers
         self._internals = internals
         self._clock = clock
         self._linear = linear
@@ -44,7 +47,7 @@ class SliceRunner:
         self.counted = count > 0
         self.paused_mid_slice = False
         self._stopped_before_instruction = False
-        rip = self._uc.reg_read(r.UC_X86_REG_RIP)
+        rip = self._registers.read(r.UC_X86_REG_RIP)
         error: UcError | None = None
         if self._block_stop is not None:
             self._block_stop.disarm()  # a preemption that came after the last slice had ended
@@ -83,9 +86,9 @@ class SliceRunner:
         """
         page = rip & ~PAGE_OFFSET_MASK
         until = page | PAGE_OFFSET_MASK if rip != page | PAGE_OFFSET_MASK else page
-        if not self._uc.reg_read(r.UC_X86_REG_CR0) & x86.CR0_PG:
+        if not self._registers.read(r.UC_X86_REG_CR0) & x86.CR0_PG:
             return until
-        key = (self._uc.reg_read(r.UC_X86_REG_CR3), until)
+        key = (self._registers.read(r.UC_X86_REG_CR3), until)
         if key == self._checked_until:
             return until  # this page translated at the last slice start under the same page tables
         try:
@@ -93,7 +96,7 @@ class SliceRunner:
             self._checked_until = key
             return until
         except (TranslationFault, GuestFault):
-            _, idt_base, _, _ = self._uc.reg_read(r.UC_X86_REG_IDTR)
+            _, idt_base, _, _ = self._registers.read(r.UC_X86_REG_IDTR)
             candidate = idt_base | PAGE_OFFSET_MASK
             try:
                 self._linear.translate(candidate)

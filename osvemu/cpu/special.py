@@ -65,7 +65,7 @@ def _prefix_count(core: Core, rip: int) -> int:
 
 
 def _finish(core: Core, rip: int, length: int) -> None:
-    core.uc.reg_write(r.UC_X86_REG_RIP, rip + length)
+    core.write_register(r.UC_X86_REG_RIP, rip + length)
 
 
 def _general_protection(core: Core) -> None:
@@ -120,7 +120,7 @@ def write_control_register(core: Core, number: int) -> None:
         _general_protection(core)
         return
     with core.internals.intercepts_suspended():
-        core.uc.reg_write(_CONTROL_REGISTERS[number], value)
+        core.write_register(_CONTROL_REGISTERS[number], value)
     _finish(core, rip, length)
 
 
@@ -168,7 +168,7 @@ def read_tsc(core: Core, with_aux: bool = False) -> None:
 def read_msr(core: Core) -> None:
     """RDMSR at CPL 0 (Unicorn raised #GP at CPL > 0 itself)."""
     rip = core.rip
-    number = core.uc.reg_read(r.UC_X86_REG_RCX) & 0xFFFFFFFF
+    number = core.read_register(r.UC_X86_REG_RCX) & 0xFFFFFFFF
     spec = msr.lookup(number)
     core.msr_counts[(number, "read" if spec else "read #GP")] += 1
     if spec is None:
@@ -192,8 +192,8 @@ def read_msr(core: Core) -> None:
 def write_msr(core: Core) -> None:
     """WRMSR at CPL 0: the value in EDX:EAX."""
     rip = core.rip
-    number = core.uc.reg_read(r.UC_X86_REG_RCX) & 0xFFFFFFFF
-    value = ((core.uc.reg_read(r.UC_X86_REG_RDX) & 0xFFFFFFFF) << 32) | (core.uc.reg_read(r.UC_X86_REG_RAX)
+    number = core.read_register(r.UC_X86_REG_RCX) & 0xFFFFFFFF
+    value = ((core.read_register(r.UC_X86_REG_RDX) & 0xFFFFFFFF) << 32) | (core.read_register(r.UC_X86_REG_RAX)
                                                                        & 0xFFFFFFFF)
     spec = msr.lookup(number)
     if spec is None or not _write(core, spec, value):
@@ -234,7 +234,7 @@ def _write(core: Core, spec: msr.MsrSpec, value: int) -> bool:
 def _efer_change_allowed(core: Core, value: int) -> bool:
     """EFER.LME may not change while paging is on (AMD APM Vol. 2 14.6.1)."""
     old = core.efer()
-    paging = core.uc.reg_read(r.UC_X86_REG_CR0) & x86.CR0_PG
+    paging = core.read_register(r.UC_X86_REG_CR0) & x86.CR0_PG
     return not (paging and (old ^ value) & x86.EFER_LME)
 
 

@@ -92,7 +92,6 @@ from unicorn.unicorn_py3 import unicorn as _binding
 from unicorn.x86_const import (
     UC_X86_REG_ES,
     UC_X86_REG_GDTR,
-    UC_X86_REG_MSR,
     UC_X86_REG_RAX,
     UC_X86_REG_RBX,
     UC_X86_REG_RCX,
@@ -101,6 +100,7 @@ from unicorn.x86_const import (
 )
 
 from osvemu.cpu import x86
+from osvemu.cpu.registers import RegisterAccess
 from osvemu.errors import EmulatorError
 
 _I32 = struct.Struct("<i")
@@ -483,6 +483,7 @@ class CoreInternals:
         self._counter = ctypes.c_uint64.from_address(uc._uch.value + self._internals.counter_offset)
         self._limit = ctypes.c_uint64.from_address(uc._uch.value + self._internals.counter_offset + 8)
         self._uc = uc
+        self._register_access = RegisterAccess(uc)
         # Unicorn creates the CPU lazily, on the first call that needs it
         # (context_save is one): read the CPUState pointer only after that.
         uc.context_save()
@@ -631,13 +632,19 @@ class CoreInternals:
         self._hflags.value |= HF_GUEST
 
     def msr_read(self, number: int) -> int:
-        """An MSR as Unicorn's CPU holds it (EFER, STAR, ...), read without an intercept."""
-        with self.intercepts_suspended():
-            return self._uc.reg_read(UC_X86_REG_MSR, number)
+        """An MSR as Unicorn's CPU holds it (EFER, STAR, ...), read without an
+        intercept (:meth:`intercepts_suspended`, inline: EFER is read at
+        every interrupt delivery)."""
+        flags = self._hflags
+        flags.value &= ~HF_GUEST
+        try:
+            return self._register_access.read_msr(number)
+        finally:
+            flags.value |= HF_GUEST
 
     def msr_write(self, number: int, value: int) -> None:
         with self.intercepts_suspended():
-            self._uc.reg_write(UC_X86_REG_MSR, (number, value))
+            self._register_access.write_msr(number, value)
 
     def general_register(self, number: int) -> int:
         """A general register by its encoding number (0 RAX, 1 RCX, ... 15 R15:
