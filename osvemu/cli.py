@@ -147,6 +147,9 @@ def add_machine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quantum", type=_integer("quantum", 1, MAX_QUANTUM), default=None,
                         help=f"instructions per core per round in deterministic mode (default {DEFAULT_QUANTUM})")
     parser.add_argument("--fast", action="store_true", help="host-timer preemption: faster, not deterministic")
+    parser.add_argument("--exact", action="store_true",
+                        help="deterministic slices of exactly --quantum instructions, counted one by one "
+                             "(the default counts whole translation blocks; trace, debug and --gdb always count exactly)")
     parser.add_argument("--max-instructions", type=_integer("max-instructions"), default=None,
                         help="stop after this many instructions in total")
     parser.add_argument("--timeout", type=_seconds, default=None, help="stop after this many host seconds")
@@ -266,12 +269,15 @@ class Session:
     image: KernelImage
 
 
-def prepare(args: argparse.Namespace, console=None) -> Session:
-    """Build, load and boot the machine the options describe."""
+def prepare(args: argparse.Namespace, console=None, exact: bool = False) -> Session:
+    """Build, load and boot the machine the options describe (``exact``:
+    count instructions one by one, as the tracer and debugger need)."""
     if args.report:
         check_writable(args.report)
     if args.fast and args.max_instructions:
         raise ConfigError("--max-instructions needs counted slices, which --fast does not run: use --timeout")
+    if args.fast and args.exact:
+        raise ConfigError("--exact counts deterministic slices, which --fast does not run")
     if args.native:
         if args.config or args.kernels:
             raise ConfigError("--native runs one kernel on the whole machine: no --config or --kernels")
@@ -298,7 +304,7 @@ def prepare(args: argparse.Namespace, console=None) -> Session:
     machine.boot()
     image = machine.kernels[0].image
     scheduler = Scheduler(machine, args.quantum or DEFAULT_QUANTUM, args.fast,
-                          RunLimits(args.max_instructions, args.timeout))
+                          RunLimits(args.max_instructions, args.timeout), exact=exact or args.exact)
     return Session(machine, scheduler, image)
 
 
@@ -344,7 +350,7 @@ def conclude(args: argparse.Namespace, session: Session, result: RunResult) -> i
 
 
 def boot(args: argparse.Namespace) -> int:
-    session = prepare(args)
+    session = prepare(args, exact=args.gdb is not None)
     if args.gdb is None:
         if args.gdb_wait:
             raise ConfigError("--gdb-wait needs --gdb [HOST:]PORT")
@@ -368,7 +374,7 @@ def trace(args: argparse.Namespace) -> int:
 
     options = TraceOptions.from_args(args)
     with options.open_output() as output:
-        session = prepare(args, console=options.console_sink(output))
+        session = prepare(args, console=options.console_sink(output), exact=True)
         _use_symbols(args, session)
         result = run_trace(session.machine, session.scheduler, session.image, options, output)
     return conclude(args, session, result)
@@ -377,7 +383,7 @@ def trace(args: argparse.Namespace) -> int:
 def debug(args: argparse.Namespace) -> int:
     from osvemu.debug.console import DebugConsole
 
-    session = prepare(args)
+    session = prepare(args, exact=True)
     _use_symbols(args, session)
     console = DebugConsole(session.machine, session.scheduler, session.image)
     return console.main(sys.stdin, sys.stdout)

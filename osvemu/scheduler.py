@@ -1,18 +1,19 @@
 """Running the machine: deterministic round-robin slices, or fast mode.
 
-Deterministic mode runs each runnable core for ``quantum`` instructions in
-turn, in core order.  Each kernel has its own virtual time, which advances
+Deterministic mode runs each runnable core for up to ``quantum``
+instructions in turn, in core order: the whole translation blocks that fit
+(by default), or exactly ``quantum`` instructions (``exact``; see
+:mod:`osvemu.cpu.slices`).  Each kernel has its own virtual time, which advances
 by one quantum per round; when none of a kernel's cores can run, its time
 jumps to its next timer expiry.  So timer expiries, IPI arrival and every
 core's instruction count depend only on the kernel's own guest, its
 configuration and the quantum -- never on what another kernel does (only a
 NOTIFY or a shared channel, which it accepted, can reach it).
 
-Fast mode (``--fast``) runs uncounted slices that a host timer thread ends
-where a translation block starts (:meth:`Core.preempt`; several times the
-throughput of counted slices, which pay for Unicorn's per-instruction count
-check).  Virtual time is then host time, and the run is not reproducible,
-but the guest's results are the same.
+Fast mode (``--fast``) runs unbounded slices that a host timer thread ends
+where a translation block starts (:meth:`Core.preempt`).  Virtual time is
+then host time, and the run is not reproducible, but the guest's results
+are the same.
 """
 
 from __future__ import annotations
@@ -56,12 +57,16 @@ class RunResult:
 
 class Scheduler:
     def __init__(self, machine: Machine, quantum: int = DEFAULT_QUANTUM, fast: bool = False,
-                 limits: RunLimits | None = None) -> None:
+                 limits: RunLimits | None = None, exact: bool = False) -> None:
         if quantum < 1:
             raise ValueError("quantum must be positive")
         self.machine = machine
         self.quantum = quantum
         self.fast = fast
+        #: Deterministic slices counted instruction by instruction (exactly
+        #: ``quantum`` each, pausable at any instruction) rather than by
+        #: translation blocks (osvemu.cpu.slices).
+        self.exact = exact and not fast
         self.limits = limits or RunLimits()
         self.kernel_ns = [0] * len(machine.kernels)  # each kernel's virtual time (deterministic mode)
         self._kernel_index = [kernel.index if kernel else None for kernel in map(machine.kernel_of, machine.cores)]
@@ -131,8 +136,6 @@ class Scheduler:
         self._host_start = time.monotonic()
         self._deadline = self._host_start + self.limits.timeout if self.limits.timeout else None
         if self.fast or self._deadline is not None:
-            for core in self.machine.cores:
-                core.enable_preemption()
             self._stopper = _SliceStopper(self, FAST_SLICE_SECONDS if self.fast else None, self._deadline)
 
     def finish(self, outcome: tuple[int, str] | None) -> RunResult:
@@ -214,7 +217,7 @@ class Scheduler:
     def _run_slice(self, core: Core, count: int, start_ns: int) -> None:
         self._current = core
         self.last_core = core.index
-        retired = core.run(count, start_ns)
+        retired = core.run(count, start_ns, self.exact)
         self._current = None
         self._ran_cores.add(core.index)
         if self.on_slice_end is not None:
@@ -230,12 +233,12 @@ class Scheduler:
             return 0
         if self._resume is not None and core.index == self._index:
             budget, start_ns = self._resume
-            retired = core.run(1, start_ns)
+            retired = core.run(1, start_ns, exact=True)
             self._resume = _rest_of_slice(budget, start_ns, retired)
             if self._resume is None:
                 self._index += 1
             return retired
-        return core.run(1, self._now(core))
+        return core.run(1, self._now(core), exact=True)
 
     def _end_round(self) -> tuple[int, str] | None:
         self._index = 0

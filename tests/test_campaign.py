@@ -134,7 +134,7 @@ def test_a_core_that_retires_nothing_is_stopped(monkeypatch):
     from osvemu.snippets import Snippet, run_snippet
 
     snippet = Snippet.parse("count", ";! mode = \"long\"\n;! max_instructions = 5000\nagain:\n    inc rax\n    jmp again\n")
-    monkeypatch.setattr("osvemu.cpu.slices.SliceRunner.run", lambda self, count, now_ns: (0, None))
+    monkeypatch.setattr("osvemu.cpu.slices.SliceRunner.run", lambda self, count, now_ns, exact=False: (0, None))
     run = run_snippet(snippet)
     core = run.machine.cores[0]
     assert core.fault is not None and core.fault.kind == "no progress"

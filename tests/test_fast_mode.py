@@ -147,14 +147,14 @@ def _spinlock_machine() -> Machine:
     return machine
 
 
-def test_preempt_during_the_xchg_store_ends_a_counted_slice_after_the_block():
+@pytest.mark.parametrize("exact", [True, False], ids=["exact", "blocks"])
+def test_preempt_during_the_xchg_store_ends_a_counted_slice_after_the_block(exact: bool):
     """The --timeout watchdog's stop in a counted slice: exact count, RIP at
     the next block, the xchg done once."""
     machine = _spinlock_machine()
     core = machine.cores[0]
-    core.enable_preemption()
     core.add_memory_hook("write", lambda *_: core.preempt(), GUEST_LOCK, GUEST_LOCK + 3)
-    retired = core.run(1_000_000, 0)
+    retired = core.run(1_000_000, 0, exact)
     assert retired == FIRST_BLOCK_INSTRUCTIONS
     assert core.read_linear(core.rip, 2) == bytes.fromhex("ff05")  # inc dword ptr [...]
     assert core.read_physical(GUEST_LOCK, 8) == bytes.fromhex("01000000 00000000")

@@ -31,7 +31,7 @@ from unicorn import x86_const as r
 from unicorn.unicorn import UcContext
 from unicorn.unicorn_py3 import unicorn as _uc_library
 
-from osvemu.clock import CoreClock
+from osvemu.clock import NS_PER_INSTRUCTION, CoreClock
 from osvemu.cpu import interrupts, lifecycle, x86
 from osvemu.cpu.delivery import Mode, Source, cpu_mode
 from osvemu.cpu.exits import OPCODE_VMMCALL, CoreExits
@@ -181,13 +181,13 @@ class Core:
         interrupts.take(self, vector, source, error_code)
 
     # ------------------------------------------------------------ running
-    def run(self, count: int, now_ns: int) -> int:
-        """Execute up to ``count`` instructions (0 = until stopped); return
-        how many retired (exact when ``count`` > 0)."""
-        retired, error = self.slices.run(count, now_ns)
+    def run(self, count: int, now_ns: int, exact: bool = False) -> int:
+        """Execute up to ``count`` instructions (0 = until stopped), counted
+        ``exact``-ly or by blocks (:mod:`osvemu.cpu.slices`); return how many retired."""
+        retired, error = self.slices.run(count, now_ns, exact)
         self.scratch.release()
         if self.refused_access_at is not None:  # Unicorn's unmapped-access error, or none if a stop came first
-            error = self._complete_refused_access(now_ns)
+            error = self._complete_refused_access(now_ns + retired * NS_PER_INSTRUCTION)
         self.instructions += retired
         self.slices_run += 1
         if self.hook_error is not None:
@@ -214,23 +214,21 @@ class Core:
                                  "state it cannot execute from")
 
     def _complete_refused_access(self, now_ns: int) -> UcError | None:
-        """Uncounted, a refused access ended its slice before the instruction
-        (the scratch page could not be withdrawn after it: fast mode has no
-        per-instruction stop).  The instruction now runs alone, counted, on
-        the scratch page, so its read sees all ones, its write vanishes, and
-        the next access is trapped and recorded again, as in counted mode.
-        Unicorn ignores a count on code translated uncounted, so the
-        translations are dropped around the step."""
+        """Not counted exactly, a refused access ended its slice before the
+        instruction (the scratch page could not be withdrawn after it: only
+        exact counting stops after an instruction).  The instruction now runs
+        alone, counted exactly, on the scratch page, so its read sees all
+        ones, its write vanishes, and the next access is trapped and recorded
+        again, as when counted exactly."""
         address, self.refused_access_at = self.refused_access_at, None
         self.scratch.map(address, SCRATCH_FILL)
-        self.flush_translations()
         rip = self.rip
         for _ in range(_REFUSED_STEP_ATTEMPTS):  # the fast-mode timer may preempt the step before it begins
-            retired, error = self.slices.run(1, now_ns)
+            retired, error = self.slices.run(1, now_ns, exact=True)
             if retired or error is not None or self.rip != rip or not self.can_execute:
                 break
         self.scratch.release()
-        self.flush_translations()
+        self.instructions += retired
         return error
 
     @property
@@ -248,10 +246,6 @@ class Core:
         that no instruction is left half done to run again on resume
         (:meth:`SliceRunner.preempt`)."""
         self.slices.preempt()
-
-    def enable_preemption(self) -> None:
-        """Before a run another thread will preempt (:meth:`preempt`)."""
-        self.slices.enable_preemption()
 
     def stop_after_instruction(self) -> None:
         self.slices.stop_after_instruction()
@@ -434,6 +428,7 @@ class Core:
 
     def flush_translations(self) -> None:
         self.uc.ctl_flush_tb()
+        self.slices.forget_decoded_code()
 
     def invalidate_code(self, start: int, end: int) -> None:
         """Drop translated code for linear [start, end).
@@ -452,6 +447,7 @@ class Core:
             return
         try:
             self.uc.ctl_remove_cache(start, end)
+            self.slices.forget_decoded_code()
         except UcError:
             self.flush_translations()
 

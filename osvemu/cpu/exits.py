@@ -45,6 +45,8 @@ OPCODE_VMMCALL = bytes.fromhex("0f01d9")
 OPCODE_VMCALL = bytes.fromhex("0f01c1")
 _ACCESS = {UC_MEM_FETCH_UNMAPPED: Access.FETCH, UC_MEM_WRITE_UNMAPPED: Access.WRITE}
 _REGISTER_BYTES = 4  # device registers are 32-bit, at 4-byte aligned offsets
+#: What an IN reads where nothing answers (a floating bus reads all ones).
+FLOATING_PORT = 0xFFFFFFFF
 #: Exceptions in a row raised at the entry of the handler just delivered to:
 #: the handler can never run (a fetch or stack fault at its first
 #: instruction: a gate to an unmapped or non-executable address, a handler
@@ -56,21 +58,29 @@ _REGISTER_BYTES = 4  # device registers are 32-bit, at 4-byte aligned offsets
 EXCEPTION_STORM_LIMIT = 1024
 
 
-def guarded(method: Callable) -> Callable:
+def guarded(frozen_answer: object = None) -> Callable[[Callable], Callable]:
     """Run a Unicorn hook so that a Python exception stops emulation and is
-    re-raised after ``emu_start`` returns, instead of vanishing in ctypes."""
+    re-raised after ``emu_start`` returns, instead of vanishing in ctypes;
+    and so that a frozen core (its slice stopping after the end of its
+    instruction stream, :attr:`SliceRunner.frozen`) gets ``frozen_answer``
+    and changes nothing."""
 
-    @functools.wraps(method)
-    def wrapper(self: CoreExits, *args):
-        try:
-            return method(self, *args)
-        except BaseException as error:  # noqa: BLE001 - re-raised after emu_start
-            if self.core.hook_error is None:
-                self.core.hook_error = error
-            self.core.request_stop()
-            return False
+    def decorate(method: Callable) -> Callable:
+        @functools.wraps(method)
+        def wrapper(self: CoreExits, *args):
+            if self.core.slices.frozen:
+                return frozen_answer
+            try:
+                return method(self, *args)
+            except BaseException as error:  # noqa: BLE001 - re-raised after emu_start
+                if self.core.hook_error is None:
+                    self.core.hook_error = error
+                self.core.request_stop()
+                return False
 
-    return wrapper
+        return wrapper
+
+    return decorate
 
 
 class CoreExits:
@@ -93,14 +103,16 @@ class CoreExits:
             uc.mmio_map(base, size, self._mmio_read, base, self._mmio_write, base)
 
     # ------------------------------------------------------------ exceptions
-    @guarded
+    @guarded()
     def _on_exception(self, uc: Uc, vector: int, _data: object) -> None:
         error_code = self.core.internals.take_exception_error_code()
+        rip = self.core.rip
         if vector >= EXCP_VMEXIT:
+            self.core.slices.cut_block(rip, through=True)  # the intercepted instruction is emulated: it ran
             special.intercepted(self.core, vector - EXCP_VMEXIT, error_code)
             return
-        rip = self.core.rip
         source = Source.SOFTWARE if vector >= 32 or self._is_software_interrupt(rip, vector) else Source.EXCEPTION
+        self.core.slices.cut_block(rip, through=source is Source.EXCEPTION)  # a fault's RIP is its instruction's
         pushes_error = source is Source.EXCEPTION and vector in x86.VECTORS_WITH_ERROR_CODE
         if vector == x86.VECTOR_PF and not self._page_walk_allowed(self.core.read_register(r.UC_X86_REG_CR2)):
             return
@@ -145,9 +157,10 @@ class CoreExits:
         return before == bytes((0xCD, vector)) or (vector == x86.VECTOR_BP and before[1] == 0xCC) or (
             vector == x86.VECTOR_OF and before[1] == 0xCE)
 
-    @guarded
+    @guarded(False)
     def _on_invalid_instruction(self, uc: Uc, _data: object) -> bool:
         rip = self.core.rip
+        self.core.slices.cut_block(rip, through=True)
         try:
             opcode = self.core.linear.read_code(rip, len(OPCODE_VMMCALL))
         except (TranslationFault, GuestFault):
@@ -158,20 +171,20 @@ class CoreExits:
         return True
 
     # ------------------------------------------------------------ I/O, CPUID, devices
-    @guarded
+    @guarded(FLOATING_PORT)
     def _on_in(self, uc: Uc, port: int, size: int, _data: object) -> int:
         value = self.core.platform.port_in(self.core, port, size)
         if self.core.interrupt_ready():
             self.core.stop_after_instruction()  # a device read raised an interrupt: take it promptly
         return value
 
-    @guarded
+    @guarded()
     def _on_out(self, uc: Uc, port: int, size: int, value: int, _data: object) -> None:
         self.core.platform.port_out(self.core, port, size, value)
         if self.core.interrupt_ready():
             self.core.stop_after_instruction()  # so the interrupt is taken promptly
 
-    @guarded
+    @guarded(1)
     def _on_cpuid(self, uc: Uc, _data: object) -> int:
         leaf, subleaf = self.core.read_registers((r.UC_X86_REG_EAX, r.UC_X86_REG_ECX))
         eax, ebx, ecx, edx = self.core.platform.cpuid(self.core, leaf, subleaf)
@@ -180,25 +193,25 @@ class CoreExits:
             self.core.write_register(register, value)
         return 1  # skip Unicorn's own CPUID
 
-    @guarded
+    @guarded(0)
     def _mmio_read(self, uc: Uc, offset: int, size: int, base: int) -> int:
         register = (base + offset) & ~(_REGISTER_BYTES - 1)
         value = self.core.platform.mmio_read(self.core, register)
         return (value >> (8 * (offset & (_REGISTER_BYTES - 1)))) & ((1 << (8 * size)) - 1)
 
-    @guarded
+    @guarded()
     def _mmio_write(self, uc: Uc, offset: int, size: int, value: int, base: int) -> None:
         self.core.platform.mmio_write(self.core, (base + offset) & ~(_REGISTER_BYTES - 1), value)
         if self.core.interrupt_ready():
             self.core.stop_after_instruction()  # so the interrupt is taken promptly
 
-    @guarded
+    @guarded(False)
     def _on_unmapped(self, uc: Uc, access: int, address: int, size: int, value: int, _data: object) -> bool:
         """``address`` is guest-physical: Unicorn reports the access after its own page walk."""
         kind = _ACCESS.get(access, Access.READ)
         verdict = self.core.platform.unmapped_access(self.core, kind, address, size)
         if verdict is Unmapped.SCRATCH:
-            if not self.core.slices.counted:
+            if not self.core.slices.exact:
                 self.core.refused_access_at = address  # Core.run completes it, alone (Core._complete_refused_access)
                 return False
             self.core.map_scratch_page(address)
@@ -208,17 +221,17 @@ class CoreExits:
                                       "which no RAM or device backs")
         return False
 
-    @guarded
+    @guarded(1)
     def _on_rdtsc(self, _engine: int, _data: int) -> int:
         special.read_tsc(self.core)
         return 1  # skip Unicorn's read of the host's counter
 
-    @guarded
+    @guarded(1)
     def _on_rdtscp(self, _engine: int, _data: int) -> int:
         special.read_tsc(self.core, with_aux=True)
         return 1
 
-    @guarded
+    @guarded()
     def _on_syscall(self, uc: Uc, _data: object) -> None:
         special.syscall(self.core)
 

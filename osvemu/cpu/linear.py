@@ -186,6 +186,14 @@ class LinearMemory:
         decoder.detail = operands
         return list(decoder.disasm(code, offset, count))
 
+    def count_instructions(self, start: int, end: int) -> int:
+        """How many instructions of the current code width start in the
+        linear range [start, end) when decoding begins at ``start``."""
+        if end <= start:
+            return 0
+        decoder = capstone.Cs(capstone.CS_ARCH_X86, _CAPSTONE_MODES[self.code_width()])
+        return sum(1 for _ in decoder.disasm_lite(self.read(start, end - start), start))
+
     def disassemble(self, offset: int, count: int = 1) -> str:
         """``count`` instructions at ``offset`` in the current code segment, as text."""
         lines = [f"{i.mnemonic} {i.op_str}".strip() for i in self.decode(offset, count)]

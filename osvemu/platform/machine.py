@@ -159,6 +159,13 @@ class Machine:
     def kernel_of(self, core: Core) -> Kernel | None:
         return self._kernel_of[core.index]
 
+    def _ended(self, core: Core) -> bool:
+        """The core's kernel has ended: the devices no longer answer it.
+        (Not counted exactly, the rest of the block that ended a kernel still
+        runs, osvemu.cpu.slices; its device accesses change nothing.)"""
+        kernel = self._kernel_of[core.index]
+        return kernel is not None and kernel.ended
+
     def may_run(self, core: Core) -> bool:
         """Running or halted, and its kernel has not ended."""
         kernel = self._kernel_of[core.index]
@@ -332,7 +339,7 @@ class Machine:
     # ------------------------------------------------------------ Platform: ports and devices
     def port_in(self, core: Core, port: int, size: int) -> int:
         kernel = self.kernel_of(core)
-        if kernel is None:
+        if kernel is None or kernel.ended:
             return _floating(size)
         if layout.COM1_PORT <= port < layout.COM1_PORT + UART_REGISTER_COUNT:
             value = kernel.uart.read(port - layout.COM1_PORT)
@@ -346,7 +353,7 @@ class Machine:
 
     def port_out(self, core: Core, port: int, size: int, value: int) -> None:
         kernel = self.kernel_of(core)
-        if kernel is None:
+        if kernel is None or kernel.ended:
             return
         if layout.COM1_PORT <= port < layout.COM1_PORT + UART_REGISTER_COUNT:
             line = kernel.uart.write(port - layout.COM1_PORT, value)
@@ -370,6 +377,8 @@ class Machine:
         return regions
 
     def mmio_read(self, core: Core, register: int) -> int:
+        if self._ended(core):
+            return 0
         if _in_lapic_page(register):
             return self.lapics[core.index].read(register - layout.LAPIC_BASE)
         kernel = self.kernel_of(core)
@@ -379,6 +388,8 @@ class Machine:
 
     def mmio_write(self, core: Core, register: int, value: int) -> None:
         kernel = self.kernel_of(core)
+        if self._ended(core):
+            return
         if _in_lapic_page(register):
             lapic = self.lapics[core.index]
             sent = lapic.write(register - layout.LAPIC_BASE, value)
@@ -451,6 +462,9 @@ class Machine:
         kernel = self.kernel_of(core)
         if self.monitor is None or kernel is None:
             return False
+        if kernel.ended:
+            core.request_stop()
+            return True
         registers = core.hypercall_registers()
         number = registers[0]
         if not core.supervisor_protected():

@@ -1,0 +1,101 @@
+/*
+ * osvemu's block counter: instructions counted per translation block, in C.
+ *
+ * Unicorn counts the instructions of a counted emu_start with a code hook
+ * called before every instruction (hook_count_cb and helper_uc_tracecode in
+ * Unicorn's uc.c), which makes counted execution many times slower than
+ * uncounted.  This counter is instead Unicorn's only UC_HOOK_BLOCK hook,
+ * which Unicorn compiles into every translation block as a direct call
+ * (gen_uc_tracecode in qemu/include/tcg/tcg-op.h) placed before the block's
+ * exit check (translator_loop in qemu/accel/tcg/translator.c).  At each
+ * block start it asks Unicorn for the block's instruction count
+ * (UC_CTL_TB_REQUEST_CACHE, answered from QEMU's own TranslationBlock by
+ * uc_gen_tb in qemu/accel/tcg/translate-all.c) and either adds it to the
+ * slice's count or, when the block would take the slice past its budget or
+ * a stop was requested, calls uc_emu_stop: the exit check that follows then
+ * leaves with RIP at the block's first instruction, none of it executed.
+ *
+ * So a slice ends only where a block starts, after exactly the instructions
+ * of the blocks it ran, and a run is as reproducible as Unicorn's
+ * per-instruction count makes it: block boundaries follow from the guest's
+ * code and control flow alone.  The Python side (osvemu/cpu/blockcounter.py)
+ * reads and writes the structure below in place; its layout is checked
+ * against osvemu_block_counter_layout() when the library is loaded.
+ *
+ * The library has no Python entry point: it is built by setup.py as an
+ * extension module only so that pip builds it at install, and is loaded
+ * with ctypes.
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* uc_tb, include/unicorn/unicorn.h (Unicorn 2.1.4). */
+struct uc_tb {
+    uint64_t pc;
+    uint16_t icount;
+    uint16_t size;
+};
+
+typedef int (*uc_ctl_function)(void *uc, int control, ...);
+typedef int (*uc_emu_stop_function)(void *uc);
+
+struct osvemu_block_counter {
+    uint64_t retired;            /* instructions of the blocks entered in this slice */
+    uint64_t budget;             /* 0: none; else no block may take retired past it (the first always runs) */
+    volatile uint64_t stop;      /* nonzero: stop where the next block starts (set from any thread) */
+    uint64_t block_pc;           /* the block entered last */
+    uint64_t block_instructions; /* ... its instruction count */
+    uint64_t block_size;         /* ... and its length in bytes */
+    uint64_t blocks;             /* blocks entered in this slice */
+    uint64_t unknown_blocks;     /* blocks Unicorn could not describe (counted as one instruction) */
+    void *uc_ctl;                /* libunicorn's uc_ctl */
+    void *uc_emu_stop;           /* libunicorn's uc_emu_stop */
+    int64_t request_cache;       /* UC_CTL_READ_WRITE(UC_CTL_TB_REQUEST_CACHE, 2) */
+};
+
+void osvemu_count_block(void *uc, uint64_t address, uint32_t size, void *data)
+{
+    struct osvemu_block_counter *counter = data;
+    struct uc_tb block = {0, 0, 0};
+    uint64_t instructions;
+    (void)size; /* the block's length as Unicorn patches it in after translation; block.size below is QEMU's */
+
+    if (counter->stop) {
+        ((uc_emu_stop_function)counter->uc_emu_stop)(uc);
+        return;
+    }
+    if (((uc_ctl_function)counter->uc_ctl)(uc, (int)counter->request_cache, address, &block) != 0 ||
+        block.icount == 0) {
+        counter->unknown_blocks++;
+        instructions = 1;
+    } else {
+        instructions = block.icount;
+    }
+    if (counter->budget && counter->retired && counter->retired + instructions > counter->budget) {
+        ((uc_emu_stop_function)counter->uc_emu_stop)(uc);
+        return;
+    }
+    counter->retired += instructions;
+    counter->block_pc = address;
+    counter->block_instructions = instructions;
+    counter->block_size = block.size;
+    counter->blocks++;
+}
+
+/* The offsets of the structure's fields, in declaration order, and its size. */
+void osvemu_block_counter_layout(uint64_t *offsets)
+{
+    offsets[0] = offsetof(struct osvemu_block_counter, retired);
+    offsets[1] = offsetof(struct osvemu_block_counter, budget);
+    offsets[2] = offsetof(struct osvemu_block_counter, stop);
+    offsets[3] = offsetof(struct osvemu_block_counter, block_pc);
+    offsets[4] = offsetof(struct osvemu_block_counter, block_instructions);
+    offsets[5] = offsetof(struct osvemu_block_counter, block_size);
+    offsets[6] = offsetof(struct osvemu_block_counter, blocks);
+    offsets[7] = offsetof(struct osvemu_block_counter, unknown_blocks);
+    offsets[8] = offsetof(struct osvemu_block_counter, uc_ctl);
+    offsets[9] = offsetof(struct osvemu_block_counter, uc_emu_stop);
+    offsets[10] = offsetof(struct osvemu_block_counter, request_cache);
+    offsets[11] = sizeof(struct osvemu_block_counter);
+}
