@@ -66,10 +66,10 @@ def _on_lock_store(uc: Uc, tick) -> None:
 
 
 def test_emu_stop_during_a_store_rewinds_the_instruction():
-    """The hazard BlockStop exists for (Unicorn 2.1.4, ``check_exit_request``
-    after each store in ``qemu/tcg/tcg-op.c``): the lock is written, yet RIP
-    is back at the xchg, which would take it again on resume.  If this
-    fails, a newer Unicorn stops cleanly and BlockStop may be unnecessary."""
+    """The hazard the block counter's stop exists for (Unicorn 2.1.4,
+    ``check_exit_request`` after each store in ``qemu/tcg/tcg-op.c``): the
+    lock is written, yet RIP is back at the xchg, which would take it again
+    on resume.  If this fails, a newer Unicorn stops cleanly."""
     uc, at = _instance(TAKE_ONCE)
     _on_lock_store(uc, uc.emu_stop)
     uc.emu_start(CODE, 0xFFFF)
@@ -78,33 +78,67 @@ def test_emu_stop_during_a_store_rewinds_the_instruction():
     assert uc.reg_read(r.UC_X86_REG_RAX) == 1  # xchg's load into EAX was abandoned
 
 
-def test_block_stop_lands_where_the_next_block_starts():
-    from osvemu.cpu.ucinternals import BlockStop
+def test_a_requested_stop_lands_where_the_next_block_starts():
+    from osvemu.cpu.blockcounter import BlockCounter
 
     uc, at = _instance(TAKE_ONCE)
-    stop = BlockStop(uc)
-    _on_lock_store(uc, stop.arm)
+    counter = BlockCounter(uc)
+    counter.start(0)
+    _on_lock_store(uc, counter.request_stop)
     uc.emu_start(CODE, 0xFFFF)
     assert uc.reg_read(r.UC_X86_REG_RIP) == at["next"]  # hlt not executed
     assert _lock_and_counter(uc) == (1, 1)
     assert uc.reg_read(r.UC_X86_REG_RAX) == 0  # the lock was free: taken once
-    stop.disarm()
+    first = counter.retired
+    counter.start(0)
     uc.emu_start(uc.reg_read(r.UC_X86_REG_RIP), 0xFFFF)
     assert uc.reg_read(r.UC_X86_REG_RIP) == at["next"] + 1  # past the hlt
     assert _lock_and_counter(uc) == (1, 1)
+    assert (first, counter.retired) == (4, 1)  # mov, xchg, inc, jmp; then hlt
 
 
-def test_block_stop_disarmed_lets_the_slice_run():
-    from osvemu.cpu.ucinternals import BlockStop
+def test_a_slice_start_drops_a_stop_requested_after_the_last_one():
+    from osvemu.cpu.blockcounter import BlockCounter
 
     uc, at = _instance(TAKE_ONCE)
-    stop = BlockStop(uc)
-    stop.arm()
-    stop.disarm()
-    assert not stop.armed
+    counter = BlockCounter(uc)
+    counter.request_stop()
+    counter.start(0)
+    assert not counter.stop_requested
     uc.emu_start(CODE, 0xFFFF)
     assert uc.reg_read(r.UC_X86_REG_RIP) == at["next"] + 1
     assert _lock_and_counter(uc) == (1, 1)
+
+
+#: 1 + 3 x 100 + 1 instructions: a first block of 4, then blocks of 3, then hlt.
+COUNTED_LOOP = """
+    mov ecx, 100
+again:
+    add rax, rcx
+    dec ecx
+    jnz again
+    hlt
+"""
+
+
+@pytest.mark.parametrize("budget", [1, 2, 3, 5, 8, 13, 10_000])
+def test_a_budget_ends_slices_at_block_starts_and_counts_every_instruction(budget: int):
+    """Slices of whole blocks, none past its budget but a first block
+    bigger than it, and every instruction counted once."""
+    from osvemu.cpu.blockcounter import BlockCounter
+
+    uc, at = _instance(COUNTED_LOOP)
+    counter = BlockCounter(uc)
+    total, rip, slices = 0, CODE, 0
+    while rip != at["next"] + 1 and slices < 1000:
+        counter.start(budget)
+        uc.emu_start(rip, 0xFFFF)
+        assert counter.retired <= budget or counter.blocks == 1
+        total += counter.retired
+        slices += 1
+        rip = uc.reg_read(r.UC_X86_REG_RIP)
+    assert (total, uc.reg_read(r.UC_X86_REG_RAX)) == (302, 5050)
+    assert slices == {1: 101, 2: 101, 3: 101, 5: 100, 8: 50, 13: 25, 10_000: 1}[budget]
 
 
 # ---------------------------------------------------------------- a core

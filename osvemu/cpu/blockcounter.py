@@ -17,9 +17,14 @@ is that of instructions started, as Unicorn's own count reports it.
 
 The counter also serves every mode as the preemption point: fast mode's
 timer and ``--timeout`` set its stop flag, which ends the slice where the
-next block starts, never inside an instruction.  (``emu_stop`` from another
-thread can land after a store and before its instruction ends: see
-``osvemu.cpu.ucinternals``.)
+next block starts, never inside an instruction.  ``emu_stop`` from another
+thread cannot be used for that: Unicorn 2.1.4 checks for a stop after every
+guest load and store as well (``check_exit_request`` in
+``qemu/tcg/tcg-op.c``), and a stop seen there rewinds the guest to the start
+of the accessing instruction (``cpu_loop_exit_restore`` in
+``HELPER(check_exit_request)``, ``qemu/accel/tcg/tcg-runtime.c``) although
+its store has happened, so the instruction runs a second time on resume: an
+``xchg`` that took a lock finds it taken, an ``inc`` counts twice.
 """
 
 from __future__ import annotations
@@ -118,6 +123,11 @@ class BlockCounter:
         """Instructions of the blocks the slice has entered (a hook sees its
         whole block counted)."""
         return self._counter.retired
+
+    @property
+    def blocks(self) -> int:
+        """Blocks the slice has entered."""
+        return self._counter.blocks
 
     @property
     def block(self) -> tuple[int, int, int]:

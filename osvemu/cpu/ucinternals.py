@@ -29,19 +29,6 @@ Unicorn 2.1.4's public API (``include/unicorn/unicorn.h``) leaves out:
   segment register write sets only the selector, so a real-mode segment load
   (interrupt delivery through the IVT, a STARTUP IPI) sets the hidden base
   ``selector << 4`` here (Intel SDM Vol. 3A 20.1.1).
-* ``struct hook.begin`` (``include/uc_priv.h``): where a hook's address
-  range starts, which Unicorn compares with each block's address as the
-  block starts (``helper_uc_tracecode`` in ``uc.c``).  Moving it arms a stop
-  that lands only where a translation block starts (:class:`BlockStop`).
-  ``emu_stop`` from another thread cannot be used for that: Unicorn 2.1.4
-  checks for a stop after every guest load and store as well
-  (``check_exit_request`` in ``qemu/tcg/tcg-op.c``), and a stop seen there
-  rewinds the guest to the start of the accessing instruction
-  (``cpu_loop_exit_restore`` in ``HELPER(check_exit_request)``,
-  ``qemu/accel/tcg/tcg-runtime.c``) although its store has happened, so the
-  instruction runs a second time on resume: an ``xchg`` that took a lock
-  finds it taken, an ``inc`` counts twice.
-
 * ``CPUX86State.vm_vmcb`` and ``.intercept``, with the ``HF_GUEST`` bit of
   ``hflags``: QEMU's model of AMD SVM's intercepts (AMD APM Vol. 2 15.9-15.11).
   Unicorn 2.1.4 cannot hook RDMSR or WRMSR (``uc_hook_add`` in ``uc.c``
@@ -80,7 +67,6 @@ from functools import cache
 from unicorn import (
     UC_ARCH_X86,
     UC_ERR_OK,
-    UC_HOOK_BLOCK,
     UC_HOOK_INSN,
     UC_HOOK_INTR,
     UC_MODE_16,
@@ -114,12 +100,6 @@ SEGMENT_CACHE = struct.Struct("<IxxxxQII")
 #: QEMU's segment register order in CPUX86State.segs.
 SEGMENT_INDEX = {"es": 0, "cs": 1, "ss": 2, "ds": 3, "fs": 4, "gs": 5}
 REAL_MODE_LIMIT = 0xFFFF
-#: A block address no translation block has: not canonical, so no 64-bit
-#: fetch reaches it (Intel SDM Vol. 3A 3.3.7.1), and above 4 GiB, where no
-#: 16- or 32-bit code runs.  A hook whose range is this one address never fires.
-NO_BLOCK = 1 << 63
-_PROBE_BEGIN = 0x5A5A_0000_1357_0000  # a probe hook's range: values unlikely beside each other
-_PROBE_END = 0x5A5A_0000_2468_0000
 _PROBE_INTERCEPT_PAGES = 0x8000
 
 
@@ -132,7 +112,6 @@ class UnicornInternals:
     segments_offset: int  # of CPUX86State.segs[R_ES], in a saved context
     cpu_pointer_offset: int  # of uc_struct.cpu (the CPUState), from the handle
     halted_offset: int  # of CPUState.halted, from the CPUState
-    hook_begin_offset: int  # of struct hook.begin (.end follows), from a hook handle
     env_offset: int  # of X86CPU.env (CPUX86State), from the CPUState
     context_header: int  # bytes before the saved env in a saved context (struct uc_context)
 
@@ -353,52 +332,6 @@ def _locate_env(cpu_pointer_offset: int) -> tuple[int, int]:
     return offset, header
 
 
-def _native_function(name: str) -> int:
-    """The address of one of libunicorn's exported functions."""
-    return ctypes.cast(getattr(_binding.uclib, name), ctypes.c_void_p).value
-
-
-def _add_native_block_hook(uc: Uc, function: str, begin: int, end: int) -> int:
-    """A UC_HOOK_BLOCK hook whose callback is a libunicorn function taking
-    the engine first, as a block callback's first argument is; return the
-    hook's handle, which is its ``struct hook`` (``uc_hook_add``, ``uc.c``)."""
-    handle = _binding.uc_hook_h()
-    status = _binding.uclib.uc_hook_add(uc._uch, ctypes.byref(handle), UC_HOOK_BLOCK, _native_function(function),
-                                        None, begin, end)
-    if status != UC_ERR_OK:
-        raise EmulatorError(f"cannot add a block hook to Unicorn (error {status}): unsupported Unicorn version")
-    return handle.value
-
-
-def _locate_hook_begin() -> int:
-    """Find ``struct hook``'s begin/end pair in a probe hook, then check that
-    a :class:`BlockStop` armed before a slice ends it before its first
-    instruction and a disarmed one lets the slice run to HLT."""
-    uc = _probe_instance(b"\xf4")
-    hook = _add_native_block_hook(uc, "uc_errno", _PROBE_BEGIN, _PROBE_END)
-    raw = ctypes.string_at(hook, 0x80)
-    for offset in range(0, len(raw) - 16, 8):
-        if _U64.unpack_from(raw, offset) == (_PROBE_BEGIN,) and _U64.unpack_from(raw, offset + 8) == (_PROBE_END,):
-            break
-    else:
-        raise EmulatorError("cannot locate Unicorn's hook ranges: unsupported Unicorn version")
-    # mov ecx, 3; dec ecx; jnz -4; hlt
-    uc = _probe_instance(bytes.fromhex("b903000000" "ffc9" "75fc" "f4"))
-    stop = BlockStop(uc, offset)
-    outcomes = []
-    for armed in (True, False):
-        uc.reg_write(UC_X86_REG_RCX, _PROBE_COUNT)
-        if armed:
-            stop.arm()
-        else:
-            stop.disarm()
-        uc.emu_start(_PROBE_BASE, 0xFFFF)
-        outcomes.append((uc.reg_read(UC_X86_REG_RIP), uc.reg_read(UC_X86_REG_RCX)))
-    if outcomes != [(_PROBE_BASE, _PROBE_COUNT), (_PROBE_BASE + 10, 0)]:
-        raise EmulatorError(f"Unicorn's block hooks do not stop as expected ({outcomes}): unsupported Unicorn version")
-    return offset
-
-
 @cache
 def locate() -> UnicornInternals:
     """Find the offsets once per process (a few milliseconds)."""
@@ -407,7 +340,7 @@ def locate() -> UnicornInternals:
         raise EmulatorError("Unicorn's exception fields are not laid out as in 2.1.4: unsupported Unicorn version")
     cpu_pointer, halted = _locate_halted()
     internals = UnicornInternals(_locate_counter(), error_code, old_exception, _locate_hflags(), _locate_segments(),
-                                 cpu_pointer, halted, _locate_hook_begin(), *_locate_env(cpu_pointer))
+                                 cpu_pointer, halted, *_locate_env(cpu_pointer))
     _check_intercepts(internals)
     return internals
 
@@ -435,43 +368,6 @@ def _check_intercepts(internals: UnicornInternals) -> None:
     expected = [(3, 0, _PROBE_BASE + 1, 1), (msr, 0, _PROBE_BASE + 1, 0), (msr, 1, _PROBE_BASE + 3, 0)]
     if seen != expected:
         raise EmulatorError(f"Unicorn's SVM intercepts do not behave as expected ({seen}): unsupported Unicorn version")
-
-
-class BlockStop:
-    """A stop that lands only where a translation block starts, armed from
-    any thread (the module docstring says why ``emu_stop`` will not do).
-
-    Two block hooks whose callbacks are libunicorn's own functions, so that
-    no Python runs per block: ``uc_errno``, a no-op, on every block, and
-    ``uc_emu_stop`` on no block until armed.  Two, because Unicorn compiles
-    a sole hook's callback into each block as a direct call
-    (``gen_uc_tracecode`` in ``qemu/include/tcg/tcg-op.h``); with two it
-    calls ``helper_uc_tracecode`` (``uc.c``), which reads each range as the
-    block starts.  Arming widens the stop hook's range to every address
-    (begin above end); once it has called ``uc_emu_stop``, the check that
-    opens each block (``gen_tb_start``, ``qemu/include/exec/gen-icount.h``)
-    leaves with RIP at the block's first instruction, none of it executed.
-    Arming and disarming are one aligned 8-byte store each, which another
-    thread may make while blocks run.  Cost: a helper call per block.
-    """
-
-    def __init__(self, uc: Uc, begin_offset: int | None = None) -> None:
-        offset = locate().hook_begin_offset if begin_offset is None else begin_offset
-        _add_native_block_hook(uc, "uc_errno", 1, 0)  # begin > end: every block
-        stop_hook = _add_native_block_hook(uc, "uc_emu_stop", NO_BLOCK, NO_BLOCK)
-        self._begin = ctypes.c_uint64.from_address(stop_hook + offset)
-        uc.ctl_flush_tb()  # blocks translated before the hooks existed have no call
-
-    def arm(self) -> None:
-        """End the running slice where the next block starts."""
-        self._begin.value = NO_BLOCK + 1
-
-    def disarm(self) -> None:
-        self._begin.value = NO_BLOCK
-
-    @property
-    def armed(self) -> bool:
-        return self._begin.value != NO_BLOCK
 
 
 class CoreInternals:
