@@ -15,6 +15,7 @@ import re
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from elftools.common.exceptions import ELFError
@@ -129,7 +130,22 @@ class KernelImage:
 
 
 def load_image(path: str | Path) -> KernelImage:
+    """The image in the file at ``path``, parsed once per process while the
+    file stays the same (its size and modification time)."""
     path = Path(path)
+    try:
+        status = path.stat()
+        return _load_unchanged(path, status.st_size, status.st_mtime_ns)
+    except (OSError, ValueError):
+        return _load(path)  # _load says what is wrong with it
+
+
+@lru_cache(maxsize=16)
+def _load_unchanged(path: Path, _size: int, _mtime_ns: int) -> KernelImage:
+    return _load(path)
+
+
+def _load(path: Path) -> KernelImage:
     try:
         with path.open("rb") as handle:
             raw = handle.read(MAX_IMAGE_BYTES + 1)

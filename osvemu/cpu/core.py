@@ -14,8 +14,8 @@ from __future__ import annotations
 import ctypes
 from collections import Counter
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-import capstone
 from unicorn import (
     UC_ARCH_X86,
     UC_HOOK_CODE,
@@ -47,6 +47,9 @@ from osvemu.cpu.surroundings import InterruptController, Platform
 from osvemu.cpu.ucinternals import CoreInternals
 from osvemu.errors import EmulatorError, GuestFault
 from osvemu.events import CoreFaulted, Record
+
+if TYPE_CHECKING:
+    import capstone
 
 #: Each instance's translation cache; Unicorn reserves 1 GiB by default.
 TCG_BUFFER_SIZE = 32 << 20

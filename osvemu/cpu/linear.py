@@ -19,8 +19,9 @@ core's current CR0, CR3, CR4 and EFER.  Two kinds of access:
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
+from typing import TYPE_CHECKING
 
-import capstone
 from unicorn import x86_const as r
 
 from osvemu.cpu import x86
@@ -45,7 +46,21 @@ REFUSED_READ_BYTE = 0xFF
 MAX_INSTRUCTION_LENGTH = 15
 _PAGE_OFFSET_MASK = x86.PAGE_SIZE - 1
 _PAGING_REGISTERS = (r.UC_X86_REG_CR0, r.UC_X86_REG_CR3, r.UC_X86_REG_CR4)
-_CAPSTONE_MODES = {16: capstone.CS_MODE_16, 32: capstone.CS_MODE_32, 64: capstone.CS_MODE_64}
+
+if TYPE_CHECKING:
+    import capstone
+
+
+@cache
+def _decoder(width: int, operands: bool) -> capstone.Cs:
+    """A capstone decoder for 16-, 32- or 64-bit code (capstone is imported
+    on first use: a run that decodes nothing does not pay for it)."""
+    import capstone
+
+    decoder = capstone.Cs(capstone.CS_ARCH_X86,
+                          {16: capstone.CS_MODE_16, 32: capstone.CS_MODE_32, 64: capstone.CS_MODE_64}[width])
+    decoder.detail = operands
+    return decoder
 
 
 class LinearMemory:
@@ -182,17 +197,14 @@ class LinearMemory:
         be read)."""
         width = self.code_width()
         code = self.read_code(offset, MAX_INSTRUCTION_LENGTH * count)
-        decoder = capstone.Cs(capstone.CS_ARCH_X86, _CAPSTONE_MODES[width])
-        decoder.detail = operands
-        return list(decoder.disasm(code, offset, count))
+        return list(_decoder(width, operands).disasm(code, offset, count))
 
     def count_instructions(self, start: int, end: int) -> int:
         """How many instructions of the current code width start in the
         linear range [start, end) when decoding begins at ``start``."""
         if end <= start:
             return 0
-        decoder = capstone.Cs(capstone.CS_ARCH_X86, _CAPSTONE_MODES[self.code_width()])
-        return sum(1 for _ in decoder.disasm_lite(self.read(start, end - start), start))
+        return sum(1 for _ in _decoder(self.code_width(), False).disasm_lite(self.read(start, end - start), start))
 
     def disassemble(self, offset: int, count: int = 1) -> str:
         """``count`` instructions at ``offset`` in the current code segment, as text."""

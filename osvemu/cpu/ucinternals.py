@@ -58,11 +58,15 @@ Unicorn does not behave as expected.
 from __future__ import annotations
 
 import ctypes
+import hashlib
+import json
+import os
 import struct
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
 from unicorn import (
     UC_ARCH_X86,
@@ -305,11 +309,62 @@ def _halted_candidates() -> set[tuple[int, int]]:
 def _locate_halted() -> tuple[int, int]:
     """Find uc_struct's CPUState pointer and CPUState.halted: the candidates
     two independent probe instances agree on (a structure offset is the same
-    in every instance; a coincidence in one heap layout is not)."""
+    in every instance; a coincidence in one heap layout is not).
+
+    The search reads the heap around every pointer in the handle and takes
+    40 ms to most of a second, depending on the heap's layout, so its result
+    is kept per libunicorn file (:func:`_halted_cache`) and, when found
+    there, only confirmed: the flag must follow HLT in a fresh probe."""
+    cache_file = _halted_cache()
+    try:
+        cached = tuple(json.loads(cache_file.read_text())) if cache_file else None
+    except (OSError, ValueError, TypeError):
+        cached = None
+    if cached is not None and len(cached) == 2 and all(isinstance(x, int) and 0 <= x < 1 << 20 for x in cached) \
+            and _halted_flag_follows_hlt(*cached):
+        return cached
     common = _halted_candidates() & _halted_candidates()
     if not common:
         raise EmulatorError("cannot locate Unicorn's halted flag: unsupported Unicorn version")
-    return min(common)
+    found = min(common)
+    if cache_file is not None:
+        try:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            cache_file.write_text(json.dumps(found))
+        except OSError:
+            pass  # no cache: the next start searches again
+    return found
+
+
+def _halted_cache() -> Path | None:
+    """Where the halted flag's place is kept for this libunicorn file (its
+    path, size and modification time name it), in the user's cache directory."""
+    try:
+        library = Path(_binding.uclib._name).resolve()
+        status = library.stat()
+    except OSError:
+        return None
+    key = hashlib.sha256(f"{library}|{status.st_size}|{status.st_mtime_ns}".encode()).hexdigest()[:20]
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return root / "osvemu" / f"unicorn-halted-{key}.json"
+
+
+def _halted_flag_follows_hlt(cpu_pointer_offset: int, halted_offset: int) -> bool:
+    """Whether the word at this place reads 1 after a slice that ended at
+    HLT and 0 after slices that ended by count (the probe of
+    :func:`_halted_candidates`, on that one word)."""
+    uc = _probe_instance(bytes.fromhex("90" "f4" "90" "90" "90" "f4"))
+    uc.context_save()  # Unicorn creates the CPU lazily
+    cpu = ctypes.c_uint64.from_address(uc._uch.value + cpu_pointer_offset).value
+    if not cpu or not any(low <= cpu + halted_offset and cpu + halted_offset + 4 <= high
+                          for low, high in _readable_ranges()):
+        return False
+    flag = ctypes.c_int32.from_address(cpu + halted_offset)
+    seen = []
+    for begin, count in ((_PROBE_BASE, 5), (_PROBE_BASE + 2, 1), (_PROBE_BASE + 3, 5), (_PROBE_BASE + 3, 1)):
+        uc.emu_start(begin, 0xFFFF, 0, count)
+        seen.append(flag.value)
+    return seen == [1, 0, 1, 0]
 
 
 def _locate_env(cpu_pointer_offset: int) -> tuple[int, int]:
@@ -334,7 +389,8 @@ def _locate_env(cpu_pointer_offset: int) -> tuple[int, int]:
 
 @cache
 def locate() -> UnicornInternals:
-    """Find the offsets once per process (a few milliseconds)."""
+    """Find the offsets once per process (a few milliseconds, once the
+    halted flag's place is known for this libunicorn)."""
     error_code, old_exception = _locate_cpu_fields()
     if old_exception - error_code != OLD_EXCEPTION_AFTER_ERROR_CODE:
         raise EmulatorError("Unicorn's exception fields are not laid out as in 2.1.4: unsupported Unicorn version")
