@@ -79,6 +79,8 @@ class Scheduler:
         self._index = 0  # next core in the current round
         self._ran_cores: set[int] = set()
         self._resume: tuple[int, int] | None = None  # (instructions left, virtual ns) of a paused slice
+        self._dormant: dict[int, int | None] = {}  # core index -> its timer's deadline (_fall_dormant)
+        self._core_of_apic = {core.apic_id: core.index for core in machine.cores}
         #: Set (by a breakpoint, a trace filter or the debugger) to make
         #: :meth:`advance` return after the running slice.
         self.pause_requested = False
@@ -160,6 +162,7 @@ class Scheduler:
         so a paused run retires exactly the instructions an unpaused one does.
         """
         cores = self.machine.cores
+        self._dormant.clear()  # whoever paused the run may have changed any core
         while True:
             while self._index < len(cores):
                 core = cores[self._index]
@@ -167,12 +170,17 @@ class Scheduler:
                     budget, start_ns = self._resume
                     self._resume = None
                     self._run_slice(core, budget, start_ns)
+                elif self._still_dormant(core):
+                    self._index += 1
+                    continue
                 elif self._prepare(core):
                     self._run_slice(core, 0 if self.fast else self.quantum, self._now(core))
                 else:
+                    self._fall_dormant(core)
                     self._index += 1
                     continue
-                self.machine.restart_due_kernels()
+                if self.machine.restart_due_kernels():
+                    self._dormant.clear()
                 if self.machine.exit is not None:
                     return self.machine.exit.status, self._ended_reason()
                 if self.out_of_time:
@@ -198,6 +206,28 @@ class Scheduler:
             return end.describe()
         clean = sum(1 for kernel in kernels if kernel.end.clean)
         return f"every kernel ended ({clean} of {len(kernels)} cleanly)"
+
+    # ------------------------------------------------------------ dormant cores
+    def _fall_dormant(self, core: Core) -> None:
+        """``core`` cannot run now (halted with nothing to take, waiting for
+        a STARTUP IPI, stopped, its kernel ended): skip it, at no cost,
+        until something reaches its local APIC or its timer's deadline
+        passes -- the only ways the next visit could find it otherwise."""
+        self._dormant[core.index] = self.machine.lapics[core.index].timer_deadline
+
+    def _still_dormant(self, core: Core) -> bool:
+        dormant = self._dormant
+        if not dormant:
+            return False
+        for apic_id in self.machine.bus.take_reached():
+            dormant.pop(self._core_of_apic[apic_id], None)
+        if core.index not in dormant:
+            return False
+        wake = dormant[core.index]
+        if wake is not None and wake <= self._now(core):
+            del dormant[core.index]
+            return False
+        return True
 
     def _prepare(self, core: Core) -> bool:
         """Timers, wake-up and interrupt delivery before a slice; whether the core runs."""
@@ -250,6 +280,8 @@ class Scheduler:
         if not ran_cores or self.rounds % HUNG_CHECK_ROUNDS == 0:
             self.machine.end_hung_kernels()
             restarted = self.machine.restart_due_kernels()  # a kernel booted again has a core to run
+            if restarted:
+                self._dormant.clear()
             if self.machine.exit is not None:
                 return self.machine.exit.status, self._ended_reason()
         if not self._advance_time(ran_cores) and not restarted:
@@ -274,9 +306,10 @@ class Scheduler:
             return True
         step = self.quantum * clock.NS_PER_INSTRUCTION
         anything = bool(ran_cores)
+        ran_kernels = {self._kernel_index[index] for index in ran_cores}
         for kernel in self.machine.kernels:
             self.kernel_ns[kernel.index] += step
-            if not any(core.index in ran_cores for core in kernel.cores):
+            if kernel.index not in ran_kernels:
                 wake_at = self._next_deadline(kernel.cores)
                 if wake_at is not None:
                     self.kernel_ns[kernel.index] = max(self.kernel_ns[kernel.index], wake_at)

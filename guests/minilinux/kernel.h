@@ -18,7 +18,7 @@ typedef _Bool bool;
 #define NULL ((void *)0)
 
 #define PAGE_SIZE 4096UL
-#define MAX_CPUS 64
+#define MAX_CPUS 255 /* every xAPIC ID but the broadcast one, 0xFF (Intel SDM Vol. 3A 10.6.2.1) */
 #define MAX_NODES 8
 #define HZ 1000
 #define KERNEL_VERSION "6.1.0-minilinux"

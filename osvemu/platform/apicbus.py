@@ -137,6 +137,14 @@ class ApicBus:
         self._targets: dict[int, tuple[IpiTarget, LocalApic]] = {}
         self.stats: dict[int, IpiStats] = {}
         self.io_stats: dict[int, IoStats] = {}  # by the owning kernel's index
+        #: APIC IDs that received something (an interrupt, NMI, INIT or
+        #: STARTUP) since the scheduler last asked (:meth:`take_reached`).
+        self.reached: set[int] = set()
+
+    def take_reached(self) -> set[int]:
+        """The APIC IDs reached since the last call."""
+        reached, self.reached = self.reached, set()
+        return reached
 
     def attach(self, target: IpiTarget, lapic: LocalApic) -> None:
         self._targets[target.apic_id] = (target, lapic)
@@ -159,6 +167,7 @@ class ApicBus:
         for apic_id in decision.deliveries:
             target, lapic = self._targets[apic_id]
             _deliver(target, lapic, icr)
+            self.reached.add(apic_id)
             stats.delivered += 1
         return decision
 
@@ -176,6 +185,7 @@ class ApicBus:
         for apic_id in decision.deliveries:
             target, lapic = self._targets[apic_id]
             _deliver(target, lapic, icr)
+            self.reached.add(apic_id)
             self.stats[apic_id].received += 1
 
 

@@ -16,6 +16,7 @@ from osvemu.errors import ConfigError
 from osvemu.platform import layout
 from osvemu.platform.acpi import MemoryAffinity, PlatformDevices, ProcessorInfo, build_acpi
 from osvemu.platform.cpuid import CPU_SIGNATURE, LEAF1_EDX
+from osvemu.platform.icr import BROADCAST_ID
 from osvemu.platform.lapic import APIC_VERSION_VALUE
 from osvemu.platform.memmap import DEVICE_AREAS, FIRMWARE_AREAS, Area, E820Type, MemoryMapEntry, build_memory_map
 from osvemu.platform.mptable import MpProcessor, build_config_table, build_floating_pointer
@@ -50,9 +51,15 @@ class FirmwareView:
     @staticmethod
     def free_apic_id(cpus: tuple[Cpu, ...]) -> int:
         """The IOAPIC gets the first APIC ID no processor of the view uses
-        (MP spec 1.4 4.3.3: APIC IDs are unique across local and I/O APICs)."""
+        (MP spec 1.4 4.3.3: APIC IDs are unique across local and I/O APICs).
+        When the processors use all 255 (0xFF is the broadcast ID), it
+        shares ID 0, as on large xAPIC machines: the IOAPIC's ID served only
+        the arbitration of the three-wire APIC bus, and an xAPIC system
+        delivers its interrupts as messages on the system bus, where the ID
+        plays no part (Intel SDM Vol. 3A 10.1, 10.2; ACPI 6.5 5.2.12.3
+        requires no uniqueness)."""
         used = {cpu.apic_id for cpu in cpus}
-        return next(candidate for candidate in range(0xFF) if candidate not in used)
+        return next((candidate for candidate in range(BROADCAST_ID) if candidate not in used), 0)
 
     @property
     def nodes(self) -> tuple[int, ...]:
