@@ -10,10 +10,14 @@ core's instruction count depend only on the kernel's own guest, its
 configuration and the quantum -- never on what another kernel does (only a
 NOTIFY or a shared channel, which it accepted, can reach it).
 
-Fast mode (``--fast``) runs unbounded slices that a host timer thread ends
-where a translation block starts (:meth:`Core.preempt`).  Virtual time is
-then host time, and the run is not reproducible, but the guest's results
-are the same.
+Fast mode (``--fast``) schedules the same way, except that a core which
+is the only one of the machine that can run -- a boot CPU bringing up the
+others, a one-CPU kernel, the last worker -- runs ahead: its slice lasts
+up to RUN_AHEAD_ROUNDS quanta, ending early at the first virtual deadline
+(a timer of its kernel), when it reaches another core, or as any slice
+ends.  Virtual time moves on by the rounds it used.  Timings and
+instruction counts differ from deterministic mode, the guest's results do
+not, and a fast run is as reproducible as a deterministic one.
 """
 
 from __future__ import annotations
@@ -29,7 +33,10 @@ from osvemu.platform.ends import EXIT_FAULT, idle, unfinished
 from osvemu.platform.machine import Machine
 
 DEFAULT_QUANTUM = 20_000
-FAST_SLICE_SECONDS = 0.002
+#: The most quanta a lone runnable core runs in one slice (fast mode).
+RUN_AHEAD_ROUNDS = 64
+#: How often the --timeout watchdog looks at the clock once the deadline is near.
+WATCHDOG_SECONDS = 0.002
 #: Rounds between checks for kernels that can never run again.
 HUNG_CHECK_ROUNDS = 8
 #: Rounds between checks for code one core rewrote under the others
@@ -72,13 +79,14 @@ class Scheduler:
         self._kernel_index = [kernel.index if kernel else None for kernel in map(machine.kernel_of, machine.cores)]
         self.rounds = 0
         self._current: Core | None = None
-        self._skipped_ns = 0
         self._host_start = 0.0
         self._deadline: float | None = None
         self._stopper: _SliceStopper | None = None
         self._index = 0  # next core in the current round
         self._ran_cores: set[int] = set()
         self._resume: tuple[int, int] | None = None  # (instructions left, virtual ns) of a paused slice
+        self._retired_total = 0  # instructions retired in slices this scheduler ran
+        self._extra_rounds = 0  # rounds run ahead in the current round (fast mode)
         self._dormant: dict[int, int | None] = {}  # core index -> its timer's deadline (_fall_dormant)
         self._core_of_apic = {core.apic_id: core.index for core in machine.cores}
         #: Set (by a breakpoint, a trace filter or the debugger) to make
@@ -103,22 +111,23 @@ class Scheduler:
     def _total_instructions(self) -> int:
         return sum(core.instructions for core in self.machine.cores)
 
-    def _fast_ns(self) -> int:
-        """Fast mode's virtual time: host time since the start, plus the idle time skipped."""
-        return int((time.monotonic() - self._host_start) * clock.NS_PER_SECOND) + self._skipped_ns
+    def _instruction_limit_reached(self) -> bool:
+        """--max-instructions: checked at round ends, from a running total
+        (the sum over every core only once the total may have reached it)."""
+        limit = self.limits.max_instructions
+        if limit is None or self._retired_total < limit:
+            return False
+        self._retired_total = self._total_instructions()
+        return self._retired_total >= limit
 
     def _now(self, core: Core) -> int:
         """The virtual time of ``core``'s kernel."""
-        if self.fast:
-            return self._fast_ns()
         kernel = self._kernel_index[core.index]
         return self.kernel_ns[kernel] if kernel is not None else 0
 
     @property
     def now_ns(self) -> int:
         """The latest virtual time of any kernel."""
-        if self.fast:
-            return self._fast_ns()
         return max(self.kernel_ns, default=0)
 
     # ------------------------------------------------------------ main loop
@@ -137,8 +146,8 @@ class Scheduler:
     def start(self) -> None:
         self._host_start = time.monotonic()
         self._deadline = self._host_start + self.limits.timeout if self.limits.timeout else None
-        if self.fast or self._deadline is not None:
-            self._stopper = _SliceStopper(self, FAST_SLICE_SECONDS if self.fast else None, self._deadline)
+        if self._deadline is not None:
+            self._stopper = _SliceStopper(self, self._deadline)
 
     def finish(self, outcome: tuple[int, str] | None) -> RunResult:
         if self._stopper:
@@ -174,7 +183,8 @@ class Scheduler:
                     self._index += 1
                     continue
                 elif self._prepare(core):
-                    self._run_slice(core, 0 if self.fast else self.quantum, self._now(core))
+                    rounds = self._run_ahead_rounds(core) if self.fast else 1
+                    self._run_slice(core, self.quantum * rounds, self._now(core), rounds)
                 else:
                     self._fall_dormant(core)
                     self._index += 1
@@ -229,6 +239,45 @@ class Scheduler:
             return False
         return True
 
+    # ------------------------------------------------------------ running ahead (fast mode)
+    def _run_ahead_rounds(self, core: Core) -> int:
+        """How many rounds ``core`` may run in one slice: 1 unless every other
+        core is dormant, and then until its kernel's first timer deadline
+        (RUN_AHEAD_ROUNDS at most), within --max-instructions.  A dormant
+        core of another kernel with a timer keeps it at 1: an idle kernel's
+        time jumps to its next deadline at the end of the round."""
+        kernel = self._kernel_index[core.index]
+        now = self._now(core)
+        step = self.quantum * clock.NS_PER_INSTRUCTION
+        rounds = RUN_AHEAD_ROUNDS
+        own = self.machine.lapics[core.index].timer_deadline
+        deadlines = [own] if own is not None else []
+        for other in self.machine.cores:
+            if other is core:
+                continue
+            if other.index not in self._dormant:
+                return 1
+            wake = self._dormant[other.index]
+            if wake is not None:
+                if self._kernel_index[other.index] != kernel:
+                    return 1
+                deadlines.append(wake)
+        for deadline in deadlines:
+            rounds = min(rounds, max(1, -(-(deadline - now) // step)))
+        if self.limits.max_instructions is not None:
+            rounds = min(rounds, max(1, (self.limits.max_instructions - self._retired_total) // self.quantum))
+        return rounds
+
+    def _account_rounds(self, extra: int) -> None:
+        """A slice that ran ahead used ``extra`` rounds beyond its own: every
+        kernel's time moves on by them, as those rounds would have moved it."""
+        if extra <= 0:
+            return
+        self.rounds += extra
+        self._extra_rounds += extra
+        for kernel in self.machine.kernels:
+            self.kernel_ns[kernel.index] += extra * self.quantum * clock.NS_PER_INSTRUCTION
+
     def _prepare(self, core: Core) -> bool:
         """Timers, wake-up and interrupt delivery before a slice; whether the core runs."""
         if not self.machine.may_run(core):
@@ -244,10 +293,15 @@ class Scheduler:
             core.service_interrupts()  # wakes a halted core
         return core.state is CoreState.RUNNING
 
-    def _run_slice(self, core: Core, count: int, start_ns: int) -> None:
+    def _run_slice(self, core: Core, count: int, start_ns: int, rounds: int = 1) -> None:
         self._current = core
         self.last_core = core.index
+        self.machine.run_ahead = core if rounds > 1 else None
         retired = core.run(count, start_ns, self.exact)
+        self.machine.run_ahead = None
+        self._retired_total += retired
+        if rounds > 1:
+            self._account_rounds(min(rounds, -(-retired // self.quantum)) - 1)
         self._current = None
         self._ran_cores.add(core.index)
         if self.on_slice_end is not None:
@@ -264,20 +318,25 @@ class Scheduler:
         if self._resume is not None and core.index == self._index:
             budget, start_ns = self._resume
             retired = core.run(1, start_ns, exact=True)
+            self._retired_total += retired
             self._resume = _rest_of_slice(budget, start_ns, retired)
             if self._resume is None:
                 self._index += 1
             return retired
-        return core.run(1, self._now(core), exact=True)
+        retired = core.run(1, self._now(core), exact=True)
+        self._retired_total += retired
+        return retired
 
     def _end_round(self) -> tuple[int, str] | None:
         self._index = 0
         ran_cores, self._ran_cores = self._ran_cores, set()
-        self.rounds += 1
+        before, self.rounds = self.rounds, self.rounds + 1
         restarted = False
-        if self.rounds % CODE_CHECK_ROUNDS == 0:
+        if _crossed(before - self._extra_rounds, self.rounds, CODE_CHECK_ROUNDS):
             self.machine.check_code_writes()
-        if not ran_cores or self.rounds % HUNG_CHECK_ROUNDS == 0:
+        hung_check = _crossed(before - self._extra_rounds, self.rounds, HUNG_CHECK_ROUNDS)
+        self._extra_rounds = 0
+        if not ran_cores or hung_check:
             self.machine.end_hung_kernels()
             restarted = self.machine.restart_due_kernels()  # a kernel booted again has a core to run
             if restarted:
@@ -286,8 +345,7 @@ class Scheduler:
                 return self.machine.exit.status, self._ended_reason()
         if not self._advance_time(ran_cores) and not restarted:
             return self._idle_result()
-        if self.limits.max_instructions is not None and not self.fast and \
-                self._total_instructions() >= self.limits.max_instructions:
+        if self._instruction_limit_reached():
             return self._limit_result(f"stopped after {self._total_instructions()} instructions (--max-instructions)")
         if self.out_of_time:
             return self._limit_result(f"stopped after {self.limits.timeout:g} s (--timeout)")
@@ -297,13 +355,6 @@ class Scheduler:
         """Move virtual time on after a round in which ``ran_cores`` ran;
         False when nothing can ever happen again (no core ran and no timer
         will wake one)."""
-        if self.fast:
-            if not ran_cores:
-                wake_at = self._next_deadline(self.machine.cores)
-                if wake_at is None:
-                    return False
-                self._skipped_ns += max(0, wake_at - self.now_ns)
-            return True
         step = self.quantum * clock.NS_PER_INSTRUCTION
         anything = bool(ran_cores)
         ran_kernels = {self._kernel_index[index] for index in ran_cores}
@@ -335,6 +386,12 @@ class Scheduler:
             core.preempt()
 
 
+def _crossed(before: int, after: int, period: int) -> bool:
+    """Whether a multiple of ``period`` lies in (before, after]: a periodic
+    check is due after rounds that went from ``before`` to ``after``."""
+    return after // period > before // period
+
+
 def _rest_of_slice(budget: int, start_ns: int, retired: int) -> tuple[int, int] | None:
     """What remains of a slice of ``budget`` instructions that started at
     ``start_ns`` after ``retired`` of them: (instructions, virtual start)."""
@@ -344,28 +401,22 @@ def _rest_of_slice(budget: int, start_ns: int, retired: int) -> tuple[int, int] 
 
 
 class _SliceStopper:
-    """A host timer thread that ends the running slice: every ``period``
-    seconds (fast mode's preemption), and at the wall-clock ``deadline`` of
-    --timeout whatever the guest is doing (a slice of a long quantum, a
-    slow hook).  The slice ends where its next translation block starts,
-    never inside an instruction (:meth:`Core.preempt`)."""
+    """The --timeout watchdog: a host thread that, from the wall-clock
+    ``deadline`` on, ends the running slice whatever the guest is doing (a
+    slice of a long quantum, a slow hook), where its next translation block
+    starts, never inside an instruction (:meth:`Core.preempt`), until the
+    run stops."""
 
-    def __init__(self, scheduler: Scheduler, period: float | None, deadline: float | None) -> None:
+    def __init__(self, scheduler: Scheduler, deadline: float) -> None:
         self._scheduler = scheduler
-        self._period = period
         self._deadline = deadline
         self._done = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="osvemu-slice-timer", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="osvemu-watchdog", daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
-        while True:
-            wait = self._period
-            if wait is None:  # only the deadline: sleep until it, then keep ending slices until the run stops
-                wait = max(0.0, self._deadline - time.monotonic()) or FAST_SLICE_SECONDS
-            if self._done.wait(wait):
-                return
-            if self._period is not None or time.monotonic() >= self._deadline:
+        while not self._done.wait(max(0.0, self._deadline - time.monotonic()) or WATCHDOG_SECONDS):
+            if time.monotonic() >= self._deadline:
                 self._scheduler.stop_current()
 
     def stop(self) -> None:

@@ -198,7 +198,7 @@ class SnippetRun:
     started: list[int]
 
 
-def run_snippet(snippet: Snippet, fast: bool = False) -> SnippetRun:
+def run_snippet(snippet: Snippet, fast: bool = False, exact: bool = False) -> SnippetRun:
     lines: list[str] = []
     topology = Topology(snippet.sockets, snippet.cores_per_socket, snippet.memory)
     if snippet.kernels > 1:
@@ -219,7 +219,8 @@ def run_snippet(snippet: Snippet, fast: bool = False) -> SnippetRun:
     started = [c.index for c in kernel.cores] if snippet.run_on == "all" else [kernel.cores[0].index]
     for index in started:
         _start_core(machine.cores[index], snippet)
-    scheduler = Scheduler(machine, snippet.quantum, fast=fast, limits=RunLimits(max_instructions=snippet.max_instructions))
+    scheduler = Scheduler(machine, snippet.quantum, fast=fast, limits=RunLimits(max_instructions=snippet.max_instructions),
+                          exact=exact)
     result = scheduler.run()
     return SnippetRun(snippet, machine, result, started)
 

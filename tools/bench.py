@@ -1,44 +1,184 @@
 #!/usr/bin/env python3
-"""Throughput benchmark: guest MIPS of a compute-bound loop, and what the
-debugging tools cost.
+"""osvemu against QEMU TCG, side by side in one run, and what osvemu's own
+modes and tools cost.
 
-Runs, in one process and one run, the same loop
-  (a) on raw Unicorn with no hooks (one instance, one uncounted emu_start),
-  (b) on osvemu with 1 core, deterministic and fast mode,
-  (c) on osvemu with 32 cores all running it, deterministic and fast mode,
-and prints guest MIPS, the ratio to (a), and host RSS per core.  Instruction
-totals are known from the loop shape, so fast mode (which does not count)
-is measured the same way.
+1. Guests (each a fresh process, as a user runs it): minilinux natively on
+   8 and 32 cores, under OSV's default (4 kernels x 8 cores), the smp_hello
+   test guest on 32 cores, and a compute-bound run (minilinux's primes on one
+   CPU).  Each runs on osvemu in deterministic mode (translation blocks
+   counted), exact mode (every instruction counted) and fast mode, and on
+   ``qemu-system-x86_64 -M pc`` TCG with the same image, command line and
+   ``-smp``; the table gives wall and CPU medians over the repeats and the
+   osvemu/QEMU ratios of the wall medians.  Every run's result is checked
+   (minilinux's "OK", the exit status).
+2. Guest MIPS of two compute loops (one through memory, one in registers)
+   on raw Unicorn with no hooks and on osvemu, 1 and 32 cores, in each mode,
+   with the ratio to raw Unicorn and host RSS per core.
+3. What the debugging tools cost on the smp_hello boot.
 
-Then it boots the smp_hello test guest on 32 cores plainly, with a GDB client
-attached (no breakpoints) and under ``osvemu trace --events-only``, best of
-three each, and prints the host-time ratios to the plain boot.  Last, it runs
-minilinux on 8 cores natively and as one of four kernels under OSV and prints
-instructions, host time and OSV's monitor exits by kind.
+    python3 tools/bench.py [--repeats N] [--only NAME ...] [--json FILE]
 
-    python3 tools/bench.py [--iterations N] [--quantum Q]
+``--json`` writes everything as one JSON document (``"schema":
+"osvemu-bench/1"``) that ``osvemu plot`` draws.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
 
-from keystone import KS_ARCH_X86, KS_MODE_64, Ks
-from unicorn import UC_ARCH_X86, UC_MODE_64, Uc
-from unicorn.x86_const import UC_X86_REG_RSP
+MINILINUX = ROOT / "guests" / "minilinux.elf"
+SCHEMA = "osvemu-bench/1"
+#: QEMU's pc machine with the isa-debug-exit device the guests end through
+#: (exit status (value << 1) | 1), as tests/test_minilinux.py runs it.
+QEMU_MACHINE = ["-M", "pc", "-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot",
+                "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]
+MODES = ("deterministic", "exact", "fast")
+MODE_OPTIONS = {"deterministic": [], "exact": ["--exact"], "fast": ["--fast"]}
+RUN_TIMEOUT = 600
 
-from osvemu.scheduler import DEFAULT_QUANTUM
-from osvemu.snippets import CODE_BASE, Snippet, run_snippet
 
-#: 6 instructions per iteration (ALU work plus a store and a load through the
-#: core's own stack, so memory access is measured too); 3 before the loop,
-#: cli + hlt after.
-LOOP = """
+@dataclass(frozen=True)
+class Guest:
+    """One guest workload, as osvemu and QEMU are told to run it."""
+
+    name: str
+    image: str
+    osvemu: tuple[str, ...]  # options of osvemu boot
+    qemu_smp: int
+    qemu_memory: str
+    cmdline: str = ""
+    expect: str = ": OK"  # in the console of a good run on osvemu
+    qemu_expect: str = ": OK"  # ... and on QEMU
+    note: str = ""
+
+
+def guests(smp_hello: Path) -> list[Guest]:
+    image = str(MINILINUX)
+    return [
+        Guest("minilinux native 8", image, ("--native", "--sockets", "1", "--cores-per-socket", "8",
+                                            "--memory", "512M"), 8, "512M"),
+        Guest("minilinux native 32", image, ("--native",), 32, "2G"),
+        Guest("minilinux OSV 4x8", image, (), 32, "2G",
+              expect="combined result of 4 kernels", note="QEMU: the same image natively on the 32 cores"),
+        Guest("smp_hello 32", str(smp_hello), ("--native",), 32, "2G", expect="32 of 32 cores online",
+              qemu_expect="32 of 32 cores online"),
+        Guest("primes, 1 CPU", image, ("--native", "--sockets", "1", "--cores-per-socket", "1", "--memory", "256M"),
+              1, "256M", cmdline="workload=primes primes=1500000 quiet", note="compute-bound"),
+    ]
+
+
+@dataclass
+class Sample:
+    wall: float
+    cpu: float
+
+
+@dataclass
+class Row:
+    guest: str
+    runner: str  # "osvemu deterministic" | "osvemu exact" | "osvemu fast" | "qemu"
+    samples: list[Sample] = field(default_factory=list)
+
+    @property
+    def wall(self) -> float:
+        return statistics.median(s.wall for s in self.samples)
+
+    @property
+    def cpu(self) -> float:
+        return statistics.median(s.cpu for s in self.samples)
+
+
+def _timed(argv: list[str], expect: str, status: int) -> Sample:
+    """Run ``argv``; its wall time and CPU time (user + system, from
+    wait4); SystemExit unless it printed ``expect`` and ended with ``status``."""
+    with tempfile.TemporaryFile() as out:
+        start = time.perf_counter()
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            _, code, usage = os.wait4(process.pid, 0)
+        except KeyboardInterrupt:
+            process.kill()
+            raise
+        wall = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(code)
+        out.seek(0)
+        console = out.read().decode(errors="replace")
+    if process.returncode != status or expect not in console:
+        raise SystemExit(f"bench: {' '.join(argv)}: exit status {process.returncode} (expected {status}), "
+                         f"{expect!r} {'found' if expect in console else 'not found'}:\n{console[-1500:]}")
+    return Sample(wall, usage.ru_utime + usage.ru_stime)
+
+
+def osvemu_argv(guest: Guest, mode: str) -> list[str]:
+    argv = [sys.executable, "-m", "osvemu", "boot", guest.image, *guest.osvemu, *MODE_OPTIONS[mode]]
+    return argv + (["--cmdline", guest.cmdline] if guest.cmdline else [])
+
+
+def qemu_argv(qemu: str, guest: Guest) -> list[str]:
+    argv = [qemu, *QEMU_MACHINE, "-smp", str(guest.qemu_smp), "-m", guest.qemu_memory, "-kernel", guest.image]
+    return argv + (["-append", guest.cmdline] if guest.cmdline else [])
+
+
+def compare(selected: list[Guest], repeats: int, qemu: str | None) -> list[Row]:
+    """Every guest on every runner, ``repeats`` times, the runners taking
+    turns so that a slow spell of the host falls on all of them."""
+    rows: dict[tuple[str, str], Row] = {}
+    for _ in range(repeats):
+        for guest in selected:
+            for mode in MODES:
+                row = rows.setdefault((guest.name, f"osvemu {mode}"), Row(guest.name, f"osvemu {mode}"))
+                row.samples.append(_timed(osvemu_argv(guest, mode), guest.expect, 0))
+            if qemu:
+                row = rows.setdefault((guest.name, "qemu"), Row(guest.name, "qemu"))
+                row.samples.append(_timed(qemu_argv(qemu, guest), guest.qemu_expect, 1))
+    return list(rows.values())
+
+
+def print_comparison(rows: list[Row], selected: list[Guest], repeats: int) -> None:
+    print(f"guests: median of {repeats} runs each, wall / CPU seconds; ratios are osvemu wall / QEMU wall")
+    print(f"{'guest':22} {'deterministic':>15} {'exact':>15} {'fast':>15} {'QEMU TCG':>15}   "
+          f"{'det/Q':>6} {'exact/Q':>7} {'fast/Q':>6}")
+    by = {(row.guest, row.runner): row for row in rows}
+    for guest in selected:
+        cells, walls = [], {}
+        for runner in ("osvemu deterministic", "osvemu exact", "osvemu fast", "qemu"):
+            row = by.get((guest.name, runner))
+            cells.append(f"{row.wall:6.2f} / {row.cpu:6.2f}" if row else f"{'-':>15}")
+            walls[runner] = row.wall if row else None
+        qemu = walls["qemu"]
+        ratios = [f"{walls[r] / qemu:6.2f}" if qemu else f"{'-':>6}"
+                  for r in ("osvemu deterministic", "osvemu exact", "osvemu fast")]
+        print(f"{guest.name:22} {cells[0]:>15} {cells[1]:>15} {cells[2]:>15} {cells[3]:>15}   "
+              f"{ratios[0]:>6} {ratios[1]:>7} {ratios[2]:>6}")
+    notes = [f"{g.name}: {g.note}" for g in selected if g.note]
+    for line in notes:
+        print(f"  ({line})")
+    native8 = by.get(("minilinux native 8", "osvemu deterministic"))
+    osv = by.get(("minilinux OSV 4x8", "osvemu deterministic"))
+    if native8 and osv:
+        print(f"OSV 4 x 8 / one native 8-core kernel, deterministic wall: {osv.wall / native8.wall:.2f} "
+              f"on {os.cpu_count()} host cores")
+
+
+# ---------------------------------------------------------------- guest MIPS
+#: 6 instructions per iteration through the core's stack (a store and a load).
+MEMORY_LOOP = """
     mov rcx, {iterations}
     xor eax, eax
     xor ebx, ebx
@@ -52,6 +192,22 @@ spin:
     cli
     hlt
 """
+#: 6 instructions per iteration in registers only.
+REGISTER_LOOP = """
+    mov rcx, {iterations}
+    xor eax, eax
+    xor ebx, ebx
+spin:
+    add rax, rcx
+    xor rbx, rax
+    rol rax, 3
+    imul rbx, rbx, 7
+    dec rcx
+    jnz spin
+    cli
+    hlt
+"""
+LOOPS = {"memory loop": MEMORY_LOOP, "register loop": REGISTER_LOOP}
 INSTRUCTIONS_PER_ITERATION = 6
 
 
@@ -60,14 +216,17 @@ def instructions_per_core(iterations: int) -> int:
 
 
 def rss_kib() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def raw_unicorn(iterations: int) -> float:
-    code = bytes(Ks(KS_ARCH_X86, KS_MODE_64).asm(LOOP.format(iterations=iterations), CODE_BASE)[0])
+def raw_unicorn(source: str, iterations: int) -> float:
+    from keystone import KS_ARCH_X86, KS_MODE_64, Ks
+    from unicorn import UC_ARCH_X86, UC_MODE_64, Uc
+    from unicorn.x86_const import UC_X86_REG_RSP
+
+    from osvemu.snippets import CODE_BASE
+
+    code = bytes(Ks(KS_ARCH_X86, KS_MODE_64).asm(source.format(iterations=iterations), CODE_BASE)[0])
     uc = Uc(UC_ARCH_X86, UC_MODE_64)
     uc.mem_map(0, 4 << 20)
     uc.mem_write(CODE_BASE, code)
@@ -77,170 +236,116 @@ def raw_unicorn(iterations: int) -> float:
     return time.perf_counter() - start
 
 
-def osvemu_run(iterations: int, cores: int, fast: bool, quantum: int) -> tuple[float, int, float]:
-    snippet = Snippet(name="bench", source=LOOP.format(iterations=iterations), mode="long",
+def osvemu_loop(source: str, iterations: int, cores: int, mode: str) -> tuple[float, float]:
+    """Seconds and host RSS growth per core (MiB) of the loop on every core."""
+    from osvemu.scheduler import DEFAULT_QUANTUM
+    from osvemu.snippets import Snippet, run_snippet
+
+    snippet = Snippet(name="bench", source=source.format(iterations=iterations), mode="long",
                       sockets=max(1, cores // 8), cores_per_socket=min(cores, 8), memory=256 << 20,
-                      quantum=quantum, max_instructions=10**12)
+                      quantum=DEFAULT_QUANTUM, max_instructions=10**12)
     before = rss_kib()
     start = time.perf_counter()
-    run = run_snippet(snippet, fast=fast)
+    run = run_snippet(snippet, fast=mode == "fast", exact=mode == "exact")
     seconds = time.perf_counter() - start
     counted = sum(c.instructions for c in run.machine.cores)
-    if not fast and counted != cores * instructions_per_core(iterations):
-        raise SystemExit(f"instruction count {counted} != expected {cores * instructions_per_core(iterations)}")
-    rss_per_core = (rss_kib() - before) / cores / 1024
-    del run
-    return seconds, counted, rss_per_core
+    expected = cores * instructions_per_core(iterations)
+    if counted != expected:
+        raise SystemExit(f"bench: {mode} counted {counted} instructions, the loop has {expected}")
+    return seconds, (rss_kib() - before) / cores / 1024
 
 
-def _boot_smp_hello(elf: Path):
-    from osvemu.image import load_image
-    from osvemu.platform.machine import Machine
-    from osvemu.platform.plan import bare_plan
-    from osvemu.platform.topology import Topology
-    from osvemu.scheduler import Scheduler
-
-    image = load_image(elf)
-    machine = Machine(bare_plan(Topology(4, 8), image=image), console=lambda line: None)
-    machine.boot()
-    return machine, Scheduler(machine), image
-
-
-def _plain(elf: Path) -> float:
-    _, scheduler, _ = _boot_smp_hello(elf)
-    start = time.perf_counter()
-    result = scheduler.run()
-    assert result.status == 0, result.reason
-    return time.perf_counter() - start
+def mips(iterations: int) -> list[dict]:
+    rows = []
+    for loop, source in LOOPS.items():
+        raw_seconds = raw_unicorn(source, iterations)
+        raw = instructions_per_core(iterations) / raw_seconds / 1e6
+        rows.append({"loop": loop, "runner": "raw Unicorn, no hooks", "cores": 1, "mips": raw, "vs_raw": 1.0,
+                     "rss_per_core_mib": None})
+        for cores, each in ((1, iterations), (32, max(1, iterations // 8))):
+            for mode in MODES:
+                seconds, rss = osvemu_loop(source, each, cores, mode)
+                value = cores * instructions_per_core(each) / seconds / 1e6
+                rows.append({"loop": loop, "runner": f"osvemu {mode}", "cores": cores, "mips": value,
+                             "vs_raw": value / raw, "rss_per_core_mib": rss})
+    return rows
 
 
-def _with_gdb(elf: Path) -> float:
-    import io
-    import socket
-    import threading
-
-    from osvemu.debug.engine import Debugger
-    from osvemu.debug.gdbstub import GdbStub
-
-    machine, scheduler, _ = _boot_smp_hello(elf)
-    stub = GdbStub(Debugger(machine, scheduler), "127.0.0.1", 0, wait=True, log=io.StringIO())
-
-    def client() -> None:
-        sock = socket.create_connection(stub.address)
-        for payload in (b"qSupported", b"?", b"vCont;c"):
-            sock.sendall(b"$" + payload + b"#" + f"{sum(payload) & 0xFF:02x}".encode())
-        while b"$W" not in sock.recv(65536):
-            pass
-        sock.close()
-
-    thread = threading.Thread(target=client)
-    thread.start()
-    start = time.perf_counter()
-    scheduler.start()
-    outcome = stub.serve()
-    scheduler.finish(outcome)
-    elapsed = time.perf_counter() - start
-    thread.join()
-    assert outcome[0] == 0, outcome
-    return elapsed
-
-
-def _events_only(elf: Path) -> float:
-    import os
-
-    from osvemu.debug.tracer import TraceOptions, run_trace
-
-    machine, scheduler, image = _boot_smp_hello(elf)
-    with open(os.devnull, "w") as sink:
-        start = time.perf_counter()
-        result = run_trace(machine, scheduler, image, TraceOptions(events_only=True), sink)
-    assert result.status == 0, result.reason
-    return time.perf_counter() - start
-
-
-def debugging_overhead(repeats: int = 3) -> None:
-    import tempfile
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from build_test_guests import build
-
-    with tempfile.TemporaryDirectory() as scratch:
-        elf = build("smp_hello", Path(scratch))
-        timings = {name: min(run(elf) for _ in range(repeats))
-                   for name, run in (("plain osvemu boot", _plain), ("boot --gdb, client attached", _with_gdb),
-                                     ("trace --events-only", _events_only))}
-    base = timings["plain osvemu boot"]
+def print_mips(rows: list[dict]) -> None:
     print()
-    print(f"{'smp_hello on 4 x 8 cores (best of 3)':40} {'seconds':>8} {'vs plain':>9}")
-    for name, seconds in timings.items():
-        print(f"{name:40} {seconds:8.3f} {seconds / base:9.2f}")
+    print(f"{'loop':14} {'runner':24} {'cores':>5} {'MIPS':>8} {'vs raw':>7} {'RSS/core MiB':>12}")
+    for row in rows:
+        rss = f"{row['rss_per_core_mib']:12.2f}" if row["rss_per_core_mib"] is not None else f"{'-':>12}"
+        print(f"{row['loop']:14} {row['runner']:24} {row['cores']:5d} {row['mips']:8.1f} {row['vs_raw']:7.2f} {rss}")
 
 
-def osv_versus_native() -> None:
-    """The same minilinux workload on the same cores, natively (one kernel
-    on 8 cores of a 1-socket machine) and under OSV (one of four kernels of
-    8 cores on the 4-socket machine), and the monitor exits OSV took."""
-    from osvemu.image import load_image
-    from osvemu.osv.config import default_config
-    from osvemu.osv.plan import osv_plan
-    from osvemu.platform.machine import Machine
-    from osvemu.platform.plan import bare_plan
-    from osvemu.platform.topology import Topology
-    from osvemu.scheduler import Scheduler
-
-    image_path = str(Path(__file__).resolve().parent.parent / "guests" / "minilinux.elf")
-    cmdline = "quiet"
-    native = Machine(bare_plan(Topology(1, 8, 512 << 20), cmdline, load_image(image_path)), console=lambda line: None)
-    native.boot()
-    start = time.perf_counter()
-    native_result = Scheduler(native).run()
-    native_seconds = time.perf_counter() - start
-    osv = Machine(osv_plan(default_config(Topology(), image_path, cmdline)), console=lambda line: None)
-    osv.boot()
-    start = time.perf_counter()
-    osv_result = Scheduler(osv).run()
-    osv_seconds = time.perf_counter() - start
-    assert native_result.status == 0 and osv_result.status == 0, (native_result.reason, osv_result.reason)
-    native_instructions = sum(c.instructions for c in native.cores)
-    kernel = osv.kernels[0]
-    osv_instructions = sum(c.instructions for c in kernel.cores)
+# ---------------------------------------------------------------- the tools' cost
+def tool_costs(smp_hello: Path, repeats: int) -> list[dict]:
+    """The smp_hello boot plainly, under ``osvemu trace --events-only`` and
+    with ``--gdb`` and a client attached (exact counting, as the tools use)."""
+    plain = [sys.executable, "-m", "osvemu", "boot", "--native", str(smp_hello)]
+    runs = {"boot (deterministic)": plain, "boot --exact": plain + ["--exact"],
+            "trace --events-only": [sys.executable, "-m", "osvemu", "trace", "--native", "--events-only",
+                                    "-o", os.devnull, str(smp_hello)]}
+    rows = []
+    for name, argv in runs.items():
+        samples = [_timed(argv, "" if "trace" in name else "cores online", 0) for _ in range(repeats)]
+        rows.append({"run": name, "wall": statistics.median(s.wall for s in samples)})
+    base = rows[0]["wall"]
     print()
-    print(f"{'minilinux, 8 cores (primes + pingpong)':40} {'instructions':>13} {'seconds':>8}")
-    print(f"{'native: 1 kernel, 1 x 8 cores':40} {native_instructions:13d} {native_seconds:8.3f}")
-    print(f"{'OSV: kernel k0 of 4 x 8 cores':40} {osv_instructions:13d} {'':>8}")
-    print(f"{'OSV: all 4 kernels':40} {sum(c.instructions for c in osv.cores):13d} {osv_seconds:8.3f}")
-    print(f"k0 under OSV / native instructions: {osv_instructions / native_instructions:.3f}; "
-          f"host time per kernel under OSV / native: {osv_seconds / 4 / native_seconds:.2f}")
-    exits = ", ".join(f"{kind} {count}" for kind, count in osv.monitor.exits.items())
-    print(f"monitor exits (all kernels): {exits}; violations {len(osv.monitor.violations)}")
+    print(f"{'smp_hello on 32 cores':28} {'wall s':>7} {'vs boot':>8}")
+    for row in rows:
+        row["vs_boot"] = row["wall"] / base
+        print(f"{row['run']:28} {row['wall']:7.2f} {row['vs_boot']:8.2f}")
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--iterations", type=int, default=20_000_000, help="loop iterations per core (1-core runs)")
-    parser.add_argument("--quantum", type=int, default=DEFAULT_QUANTUM)
+    parser.add_argument("--repeats", type=int, default=5, help="runs of each guest on each runner (median)")
+    parser.add_argument("--iterations", type=int, default=5_000_000, help="loop iterations on one core")
+    parser.add_argument("--only", action="append", metavar="NAME",
+                        help="only guests whose name contains NAME (repeatable); skips the loops and tools")
+    parser.add_argument("--no-qemu", action="store_true", help="osvemu only")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = parser.parse_args()
-    n1 = args.iterations
-    n32 = max(1, n1 // 8)  # keep the 32-core runs to a similar wall time
+    if args.repeats < 1 or args.iterations < 1:
+        parser.error("--repeats and --iterations must be positive")
+    qemu = None if args.no_qemu else shutil.which("qemu-system-x86_64")
+    if not args.no_qemu and qemu is None:
+        parser.error("qemu-system-x86_64 is not installed (Debian: qemu-system-x86), or give --no-qemu")
 
-    rows = []
-    seconds = raw_unicorn(n1)
-    raw_mips = instructions_per_core(n1) / seconds / 1e6
-    rows.append(("(a) raw Unicorn, no hooks", 1, instructions_per_core(n1), seconds, raw_mips, None))
-    for cores, iterations in ((1, n1), (32, n32)):
-        for fast in (False, True):
-            seconds, _, rss = osvemu_run(iterations, cores, fast, args.quantum)
-            total = cores * instructions_per_core(iterations)
-            label = f"({'b' if cores == 1 else 'c'}) osvemu {cores} core{'s' if cores > 1 else ''}, {'fast' if fast else 'deterministic'}"
-            rows.append((label, cores, total, seconds, total / seconds / 1e6, rss))
+    from build_test_guests import build
 
-    print(f"{'configuration':40} {'cores':>5} {'instructions':>13} {'seconds':>8} {'MIPS':>8} {'vs (a)':>7} {'RSS/core MiB':>12}")
-    for label, cores, total, seconds, mips, rss in rows:
-        rss_text = f"{rss:12.2f}" if rss is not None else f"{'-':>12}"
-        print(f"{label:40} {cores:5d} {total:13d} {seconds:8.3f} {mips:8.1f} {mips / raw_mips:7.2f} {rss_text}")
-    print(f"quantum {args.quantum} instructions; targets: deterministic >= 50 MIPS aggregate, fast >= 0.50 of (a)")
-    debugging_overhead()
-    osv_versus_native()
+    with tempfile.TemporaryDirectory() as scratch:
+        smp_hello = build("smp_hello", Path(scratch))
+        selected = [g for g in guests(smp_hello) if not args.only or any(part in g.name for part in args.only)]
+        rows = compare(selected, args.repeats, qemu)
+        print_comparison(rows, selected, args.repeats)
+        loops = tools = []
+        if not args.only:
+            loops = mips(args.iterations)
+            print_mips(loops)
+            tools = tool_costs(smp_hello, min(args.repeats, 3))
+    if args.json:
+        document = {
+            "schema": SCHEMA,
+            "host": {"cores": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
+                     "qemu": _qemu_version(qemu)},
+            "repeats": args.repeats,
+            "guests": [{"guest": row.guest, "runner": row.runner, "wall": row.wall, "cpu": row.cpu,
+                        "samples": [asdict(s) for s in row.samples]} for row in rows],
+            "mips": loops,
+            "tools": tools,
+        }
+        Path(args.json).write_text(json.dumps(document, indent=1) + "\n")
+
+
+def _qemu_version(qemu: str | None) -> str | None:
+    if qemu is None:
+        return None
+    done = subprocess.run([qemu, "--version"], capture_output=True, text=True, check=False)
+    return done.stdout.splitlines()[0] if done.stdout else None
 
 
 if __name__ == "__main__":

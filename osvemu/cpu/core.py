@@ -190,7 +190,8 @@ class Core:
         retired, error = self.slices.run(count, now_ns, exact)
         self.scratch.release()
         if self.refused_access_at is not None:  # Unicorn's unmapped-access error, or none if a stop came first
-            error = self._complete_refused_access(now_ns + retired * NS_PER_INSTRUCTION)
+            stepped, error = self._complete_refused_access(now_ns + retired * NS_PER_INSTRUCTION)
+            retired += stepped
         self.instructions += retired
         self.slices_run += 1
         if self.hook_error is not None:
@@ -216,7 +217,7 @@ class Core:
                                  f"{self.rip:#x} (CR0 {self.read_register(r.UC_X86_REG_CR0):#x}): the core is in a "
                                  "state it cannot execute from")
 
-    def _complete_refused_access(self, now_ns: int) -> UcError | None:
+    def _complete_refused_access(self, now_ns: int) -> tuple[int, UcError | None]:
         """Not counted exactly, a refused access ended its slice before the
         instruction (the scratch page could not be withdrawn after it: only
         exact counting stops after an instruction).  The instruction now runs
@@ -231,8 +232,7 @@ class Core:
             if retired or error is not None or self.rip != rip or not self.can_execute:
                 break
         self.scratch.release()
-        self.instructions += retired
-        return error
+        return retired, error
 
     @property
     def paused_mid_slice(self) -> bool:

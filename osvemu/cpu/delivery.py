@@ -58,6 +58,7 @@ class DeliveryFault(Exception):
 
 class CpuAccess(Protocol):
     def read_register(self, reg: int) -> object: ...
+    def read_registers(self, registers: tuple[int, ...]) -> tuple: ...
     def write_register(self, reg: int, value: object) -> None: ...
     def efer(self) -> int: ...
     def set_cpl(self, cpl: int) -> None: ...
@@ -135,9 +136,13 @@ def deliver(cpu: CpuAccess, vector: int, source: Source, error_code: int | None 
                                                              f"{vector:#x}", cr2=fault.linear) from None
 
 
+#: What delivery reads of the interrupted context, in one call.
+_CONTEXT_REGISTERS = (UC_X86_REG_CR0, UC_X86_REG_CS, UC_X86_REG_RFLAGS, UC_X86_REG_RIP, UC_X86_REG_RSP, UC_X86_REG_SS)
+
+
 def _deliver(cpu: CpuAccess, vector: int, source: Source, error_code: int | None) -> None:
-    cr0, efer = cpu.read_register(UC_X86_REG_CR0), cpu.efer()
-    mode = cpu_mode(cr0, efer)
+    cr0, cs, rflags, rip, rsp, ss = cpu.read_registers(_CONTEXT_REGISTERS)
+    mode = cpu_mode(cr0, cpu.efer())
     if mode is Mode.REAL:
         _deliver_real(cpu, vector)
         return
@@ -147,7 +152,6 @@ def _deliver(cpu: CpuAccess, vector: int, source: Source, error_code: int | None
     if vector * size + size - 1 > idt_limit:
         raise DeliveryFault(x86.VECTOR_GP, selector_error, f"vector {vector:#x} is beyond the IDT limit {idt_limit:#x}")
     gate = Gate.decode(cpu.guest_read(idt_base + vector * size, size))
-    cs, rflags = cpu.read_register(UC_X86_REG_CS), cpu.read_register(UC_X86_REG_RFLAGS)
     cpl = cs & 3
     if not gate.present:
         raise DeliveryFault(x86.VECTOR_NP, selector_error, f"IDT gate for vector {vector:#x} is not present")
@@ -160,7 +164,6 @@ def _deliver(cpu: CpuAccess, vector: int, source: Source, error_code: int | None
     if source is Source.SOFTWARE and gate.dpl < cpl:
         raise DeliveryFault(x86.VECTOR_GP, selector_error, f"int {vector:#x} from CPL {cpl} through a DPL {gate.dpl} gate")
     new_cpl = _handler_cpl(cpu, gate.selector, cpl, mode is Mode.LONG)
-    rip, rsp, ss = cpu.read_register(UC_X86_REG_RIP), cpu.read_register(UC_X86_REG_RSP), cpu.read_register(UC_X86_REG_SS)
     has_error = error_code is not None
     if mode is Mode.LONG:
         new_ss, new_rsp = _push_long(cpu, gate, cpl, new_cpl, ss, rsp, rflags, cs, rip, error_code)

@@ -103,15 +103,19 @@ def wake(core: Core) -> None:
 
 def note_halt(core: Core) -> None:
     """After a slice: a running core whose slice ended at HLT is halted.
-    Unicorn's halted flag is cross-checked against the HLT byte before RIP,
-    since a host-timer stop can land at the same moment."""
+    Unicorn sets its halted flag also when a slice reaches its ``until``
+    address, where it imitates a HLT (``disas_insn`` in
+    ``qemu/target/i386/translate.c``): there the flag is cross-checked
+    against the HLT byte before RIP."""
     if core.state is not CoreState.RUNNING or not core.internals.halted():
         return
     rip = core.read_register(r.UC_X86_REG_RIP)
-    try:
-        at_hlt = core.linear.read_code(rip - len(OPCODE_HLT), len(OPCODE_HLT)) == OPCODE_HLT
-    except (TranslationFault, GuestFault):
-        at_hlt = False
+    at_hlt = True
+    if rip == core.slices.until:
+        try:
+            at_hlt = core.linear.read_code(rip - len(OPCODE_HLT), len(OPCODE_HLT)) == OPCODE_HLT
+        except (TranslationFault, GuestFault):
+            at_hlt = False
     if at_hlt:
         core.state = CoreState.HALTED
         core.emit(Halted(rip))

@@ -49,10 +49,15 @@ def translate(linear: int, cr0: int, cr3: int, cr4: int, efer: int, read_u64: Re
             raise TranslationFault(linear, fault_bits | x86.PF_PRESENT)
 
     if efer & x86.EFER_LMA:
+        # The bits every entry of the walk needs for this access: a quick test
+        # first, check() to find the fault's error code only when it fails.
+        required = x86.PTE_PRESENT | (x86.PTE_WRITE if write and (user or cr0 & x86.CR0_WP) else 0) \
+            | (x86.PTE_USER if user else 0)
         table = cr3 & _ADDR_MASK
         for shift in (39, 30, 21, 12):
             entry = read_u64(table + ((linear >> shift) & 0x1FF) * 8)
-            check(entry)
+            if entry & required != required:
+                check(entry)
             if shift in (30, 21) and entry & x86.PTE_LARGE:
                 page_mask = (1 << shift) - 1
                 return (entry & _ADDR_MASK & ~page_mask) | (linear & page_mask)

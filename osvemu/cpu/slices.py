@@ -33,6 +33,7 @@ from osvemu.cpu.ucinternals import CoreInternals
 from osvemu.errors import GuestFault
 
 PAGE_OFFSET_MASK = x86.PAGE_SIZE - 1
+_SLICE_START_REGISTERS = (r.UC_X86_REG_RIP, r.UC_X86_REG_CR0, r.UC_X86_REG_CR3)
 #: Places in blocks whose instruction offsets are kept (a few per RDTSC loop or device access).
 BLOCK_OFFSETS_KEPT = 4096
 
@@ -50,6 +51,7 @@ class SliceRunner:
         self.paused_mid_slice = False
         self._stopped_before_instruction = False
         self._checked_until: tuple[int, int] | None = None
+        self.until: int | None = None  # the last slice's ``until`` address (_slice_until)
         self._counter = BlockCounter(uc)
         self._block_offsets: dict[tuple[int, int], int] = {}  # (block, place) -> instructions before it
         self._frozen: UcContext | None = None  # the state a stop left, while the slice winds down
@@ -74,11 +76,12 @@ class SliceRunner:
         self._internals.arm_intercepts()
         self.paused_mid_slice = False
         self._stopped_before_instruction = False
-        rip = self._registers.read(r.UC_X86_REG_RIP)
+        rip, cr0, cr3 = self._registers.read_many(_SLICE_START_REGISTERS)
         error: UcError | None = None
+        self.until = self._slice_until(rip, cr0, cr3)
         self.running = True
         try:
-            self._uc.emu_start(rip, self._slice_until(rip), 0, count if exact else 0)
+            self._uc.emu_start(rip, self.until, 0, count if exact else 0)
         except UcError as caught:
             error = caught
             if not exact and self._frozen is None:
@@ -159,7 +162,7 @@ class SliceRunner:
             return  # the code cannot be read back: the block stays counted whole
         self._counter.cut_block_at(started)
 
-    def _slice_until(self, rip: int) -> int:
+    def _slice_until(self, rip: int, cr0: int, cr3: int) -> int:
         """The ``until`` address of a slice.
 
         Unicorn walks the guest's page tables for ``until`` at every start
@@ -175,9 +178,9 @@ class SliceRunner:
         """
         page = rip & ~PAGE_OFFSET_MASK
         until = page | PAGE_OFFSET_MASK if rip != page | PAGE_OFFSET_MASK else page
-        if not self._registers.read(r.UC_X86_REG_CR0) & x86.CR0_PG:
+        if not cr0 & x86.CR0_PG:
             return until
-        key = (self._registers.read(r.UC_X86_REG_CR3), until)
+        key = (cr3, until)
         if key == self._checked_until:
             return until  # this page translated at the last slice start under the same page tables
         try:

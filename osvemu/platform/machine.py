@@ -128,6 +128,8 @@ class Machine:
         self.monitor = plan.monitor
         self.events = EventBus()
         self.bus = ApicBus(plan.policy, plan.io_policy)
+        #: The core running past its quantum, if any (Scheduler, fast mode).
+        self.run_ahead: Core | None = None
         self.exit: ExitRequest | None = None
         self.transcript: list[str] = []  # the console lines, as printed (the first MAX_TRANSCRIPT_BYTES)
         self._transcript_bytes = 0
@@ -415,6 +417,7 @@ class Machine:
         its EOI; isolation refusals are the monitor's violations."""
         for message in messages:
             decision = self.bus.send_io(kernel.index, message.icr)
+            self._end_run_ahead(core, decision)
             if decision.deliveries:
                 kernel.ioapic.accepted(message.pin)
             for refusal in decision.refused_for(RefusalCause.ISOLATION):
@@ -427,6 +430,7 @@ class Machine:
         if self.monitor is not None:
             self.monitor.exits["icr"] += 1
         decision = self.bus.send(lapic, icr)
+        self._end_run_ahead(core, decision)
         self._emit_ipi(core, icr, decision)
         for refusal in decision.refused_for(RefusalCause.ISOLATION):
             self._violation(core, ViolationKind.IPI, f"{icr.describe()}: {refusal.reason}")
@@ -438,7 +442,15 @@ class Machine:
         icr = Icr(vector, DeliveryMode.FIXED, False, True, False, Shorthand.NONE, bsp.apic_id)
         decision = RoutingDecision((bsp.apic_id,))
         self.bus.carry_out(self.lapics[core.index], icr, decision)
+        self._end_run_ahead(core, decision)
         self._emit_ipi(core, icr, decision)
+
+    def _end_run_ahead(self, core: Core, decision: RoutingDecision) -> None:
+        """The core the scheduler lets run past its quantum while no other
+        can run (``run_ahead``, fast mode) reached another core: its slice
+        ends after this instruction, so the other core runs promptly."""
+        if self.run_ahead is core and any(apic_id != core.apic_id for apic_id in decision.deliveries):
+            core.stop_after_instruction()
 
     def _emit_ipi(self, core: Core, icr: Icr, decision: RoutingDecision) -> None:
         if not self.events:
