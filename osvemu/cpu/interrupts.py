@@ -87,6 +87,7 @@ def take(core: Core, vector: int, source: Source, error_code: int | None, kind: 
     chain: list[str] = []
     current = (vector, source, error_code)
     for _ in range(_MAX_DELIVERIES):
+        core.linear.hold_paging()
         try:
             deliver(core, *current)
             break
@@ -107,6 +108,8 @@ def take(core: Core, vector: int, source: Source, error_code: int | None, kind: 
             else:
                 core.request_stop()  # the platform ended the core's kernel
             return
+        finally:
+            core.linear.release_paging()
     else:
         core.stop_with_fault("triple fault", "; ".join(chain), chain)
         return

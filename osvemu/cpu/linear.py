@@ -45,6 +45,9 @@ REFUSED_READ_BYTE = 0xFF
 #: The longest x86 instruction (Intel SDM Vol. 2A 2.3.11).
 MAX_INSTRUCTION_LENGTH = 15
 _PAGE_OFFSET_MASK = x86.PAGE_SIZE - 1
+#: 4-level walks remembered per core (the IDT, GDT, TSS and stack pages of
+#: interrupt delivery, the debugger's and tracer's pages).
+WALKS_REMEMBERED = 512
 _PAGING_REGISTERS = (r.UC_X86_REG_CR0, r.UC_X86_REG_CR3, r.UC_X86_REG_CR4)
 
 if TYPE_CHECKING:
@@ -70,9 +73,21 @@ class LinearMemory:
         self.view = view
         self._internals = internals
         self._foreign = foreign
+        self._held: tuple[int, int, int, int] | None = None  # CR0, CR3, CR4, EFER while held
+        #: 4-level walks done: (CR3, linear page, write, user, CR0.WP) -> (the
+        #: entries read, their values, the physical page).
+        self._walks: dict[tuple[int, int, bool, bool, int], tuple[tuple[int, ...], tuple[int, ...], int]] = {}
 
     def efer(self) -> int:
         return self._internals.msr_read(x86.MSR_EFER)
+
+    def hold_paging(self) -> None:
+        """Read CR0, CR3, CR4 and EFER once for the walks of one act of the
+        processor (an interrupt's delivery), during which they cannot change."""
+        self._held = (*self._registers.read_many(_PAGING_REGISTERS), self.efer())
+
+    def release_paging(self) -> None:
+        self._held = None
 
     def translate(self, linear: int, write: bool = False, user: bool = False) -> int:
         """The guest-physical address of ``linear`` (TranslationFault as a #PF
@@ -80,9 +95,40 @@ class LinearMemory:
         return self._walk(linear, self.view.read_u64, write, user)
 
     def _walk(self, linear: int, read_entry: Callable[[int], int], write: bool = False, user: bool = False) -> int:
-        """The page walk under the core's current paging mode, reading entries with ``read_entry``."""
-        cr0, cr3, cr4 = self._registers.read_many(_PAGING_REGISTERS)
-        return translate(linear, cr0, cr3, cr4, self.efer(), read_entry, write=write, user=user)
+        """The page walk under the core's current paging mode, reading entries with ``read_entry``.
+
+        A 4-level walk is remembered with the entries it read: the same walk
+        again, its entries still mapped and unchanged, has the same result
+        (:func:`translate` is a function of them), so it is answered after
+        reading them, without walking.  That is a reading of memory, not a
+        TLB: a changed entry is seen at once."""
+        cr0, cr3, cr4, efer = self._held or (*self._registers.read_many(_PAGING_REGISTERS), self.efer())
+        if not efer & x86.EFER_LMA or not cr0 & x86.CR0_PG:
+            return translate(linear, cr0, cr3, cr4, efer, read_entry, write=write, user=user)
+        key = (cr3, linear >> 12, write, user, cr0 & x86.CR0_WP)
+        remembered = self._walks.get(key)
+        if remembered is not None:
+            addresses, values, frame = remembered
+            read = self.view.u64_if_mapped
+            for address, value in zip(addresses, values):
+                if read(address) != value:
+                    break
+            else:
+                return frame | (linear & _PAGE_OFFSET_MASK)
+        addresses_read: list[int] = []
+        values_read: list[int] = []
+
+        def recording(gpa: int) -> int:
+            value = read_entry(gpa)
+            addresses_read.append(gpa)
+            values_read.append(value)
+            return value
+
+        physical = translate(linear, cr0, cr3, cr4, efer, recording, write=write, user=user)
+        if len(self._walks) >= WALKS_REMEMBERED:
+            self._walks.clear()
+        self._walks[key] = (tuple(addresses_read), tuple(values_read), physical & ~_PAGE_OFFSET_MASK)
+        return physical
 
     # ------------------------------------------------------------ guest accesses
     def guest_translate(self, linear: int, write: bool = False, user: bool = False) -> int:
