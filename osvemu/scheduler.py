@@ -229,11 +229,13 @@ class Scheduler:
         dormant = self._dormant
         if not dormant:
             return False
-        for apic_id in self.machine.bus.take_reached():
-            dormant.pop(self._core_of_apic[apic_id], None)
-        if core.index not in dormant:
+        bus = self.machine.bus
+        if bus.reached:
+            for apic_id in bus.take_reached():
+                dormant.pop(self._core_of_apic[apic_id], None)
+        wake = dormant.get(core.index, _AWAKE)
+        if wake is _AWAKE:
             return False
-        wake = dormant[core.index]
         if wake is not None and wake <= self._now(core):
             del dormant[core.index]
             return False
@@ -384,6 +386,10 @@ class Scheduler:
         core = self._current
         if core is not None:
             core.preempt()
+
+
+#: Not in the dormant map (a marker no deadline equals).
+_AWAKE = object()
 
 
 def _crossed(before: int, after: int, period: int) -> bool:

@@ -317,8 +317,8 @@ class Machine:
         for kernel in self.kernels:
             if kernel.ended or not kernel.started:
                 continue
-            states = [core.stuck_state() for core in kernel.cores]
-            if None in states:
+            states = _stuck_states(kernel.cores)
+            if states is None:
                 continue
             why = "no core can run again: " + ", ".join(sorted(set(states)))
             spinning = SPINNING in states
@@ -568,6 +568,17 @@ def _ioapic_for(placement: KernelPlacement) -> IoApic | None:
     """The kernel's own IOAPIC, as its firmware tables describe it."""
     ioapic_id = placement.firmware.ioapic_id
     return IoApic(ioapic_id) if ioapic_id is not None else None
+
+
+def _stuck_states(cores: list[Core]) -> list[str] | None:
+    """Why each core can never run again, or None as soon as one can."""
+    states = []
+    for core in cores:
+        state = core.stuck_state()
+        if state is None:
+            return None
+        states.append(state)
+    return states
 
 
 def _floating(size: int) -> int:
