@@ -32,7 +32,7 @@ typedef unsigned long u64;
 #define ICR_INIT_DEASSERT 0x00008500
 #define ICR_STARTUP 0x00000600
 #define TRAMPOLINE_BASE 0x8000
-#define MAX_CPUS 65
+#define MAX_CPUS 255 /* every xAPIC ID but the broadcast one */
 
 #define XEN_HVM_START_MAGIC 0x336EC578
 
