@@ -57,8 +57,9 @@ def reset(core: Core) -> None:
     core.nmi_pending = False
     core.fault = None
     core.apic_base_msr = core.apic_base | x86.APIC_BASE_ENABLE
-    core.restore_context(startup_context(0))
-    core.flush_translations()
+    if core.built:  # a core never started is still in its power-on state
+        core.restore_context(startup_context(0))
+        core.flush_translations()
     core.state = CoreState.WAIT_FOR_SIPI
 
 

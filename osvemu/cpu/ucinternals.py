@@ -58,10 +58,10 @@ Unicorn does not behave as expected.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import json
 import os
 import struct
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -344,7 +344,7 @@ def _halted_cache() -> Path | None:
         status = library.stat()
     except OSError:
         return None
-    key = hashlib.sha256(f"{library}|{status.st_size}|{status.st_mtime_ns}".encode()).hexdigest()[:20]
+    key = f"{zlib.crc32(str(library).encode()):08x}-{status.st_size}-{status.st_mtime_ns}"
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return root / "osvemu" / f"unicorn-halted-{key}.json"
 
