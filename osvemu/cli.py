@@ -147,6 +147,9 @@ def add_machine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quantum", type=_integer("quantum", 1, MAX_QUANTUM), default=None,
                         help=f"instructions per core per round in deterministic mode (default {DEFAULT_QUANTUM})")
     parser.add_argument("--fast", action="store_true", help="host-timer preemption: faster, not deterministic")
+    parser.add_argument("--jobs", type=_integer("jobs", 1, 256), default=None, metavar="N",
+                        help="OSV: run the kernels in N host processes (default: one per host core, at most one "
+                             "per kernel); the results are the same for every N")
     parser.add_argument("--exact", action="store_true",
                         help="deterministic slices of exactly --quantum instructions, counted one by one "
                              "(the default counts whole translation blocks; trace, debug and --gdb always count exactly)")
@@ -300,7 +303,7 @@ def prepare(args: argparse.Namespace, console=None, exact: bool = False) -> Sess
             config = default_config(_topology(args), args.image, _given(args.cmdline, ""), args.kernels,
                                     args.initrd or "")
         plan = osv_plan(config)
-    machine = Machine(plan, console=console)
+    machine = Machine(plan, console=console, epochs=len(plan.kernels) > 1)  # the same run for any --jobs
     machine.boot()
     image = machine.kernels[0].image
     scheduler = Scheduler(machine, args.quantum or DEFAULT_QUANTUM, args.fast,
@@ -354,7 +357,14 @@ def boot(args: argparse.Namespace) -> int:
     if args.gdb is None:
         if args.gdb_wait:
             raise ConfigError("--gdb-wait needs --gdb [HOST:]PORT")
+        jobs = min(args.jobs or os.cpu_count() or 1, len(session.machine.kernels))
+        if jobs > 1:
+            from osvemu.parallel import run_partitioned
+
+            return conclude(args, session, run_partitioned(session.machine, session.scheduler, jobs))
         return conclude(args, session, session.scheduler.run())
+    if args.jobs and args.jobs > 1:
+        raise ConfigError("--gdb debugs the machine in one process: no --jobs")
     from osvemu.debug.engine import Debugger
     from osvemu.debug.gdbstub import GdbStub, parse_address
 

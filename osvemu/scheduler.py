@@ -33,6 +33,9 @@ from osvemu.platform.ends import EXIT_FAULT, idle, unfinished
 from osvemu.platform.machine import Machine
 
 DEFAULT_QUANTUM = 20_000
+#: Rounds in an epoch of a run with lock-step epochs (osvemu.parallel): a
+#: NOTIFY from one kernel to another takes effect at the end of its epoch.
+EPOCH_ROUNDS = 16
 #: The most quanta a lone runnable core runs in one slice (fast mode).
 RUN_AHEAD_ROUNDS = 64
 #: How often the --timeout watchdog looks at the clock once the deadline is near.
@@ -64,7 +67,8 @@ class RunResult:
 
 class Scheduler:
     def __init__(self, machine: Machine, quantum: int = DEFAULT_QUANTUM, fast: bool = False,
-                 limits: RunLimits | None = None, exact: bool = False) -> None:
+                 limits: RunLimits | None = None, exact: bool = False, kernels: frozenset[int] | None = None,
+                 worker: bool = False) -> None:
         if quantum < 1:
             raise ValueError("quantum must be positive")
         self.machine = machine
@@ -94,6 +98,16 @@ class Scheduler:
         self.pause_requested = False
         self.last_core = 0  # the core that ran last
         self.on_slice_end: Callable[[Core], None] | None = None  # the tracer's
+        #: The kernels this scheduler runs (osvemu.parallel: a worker runs
+        #: some of them; the other kernels' cores are not its to run).
+        self.kernels = frozenset(k.index for k in machine.kernels) if kernels is None else kernels
+        self._runs = [index is not None and index in self.kernels for index in self._kernel_index]
+        #: A worker process of a partitioned run: :meth:`advance` returns at
+        #: each epoch's end, and an idle round does not end the run (a NOTIFY
+        #: from another worker may come).
+        self.worker = worker
+        self.epoch_done = False
+        self.idle_in_epoch = True  # no core ran and no timer is due, since the epoch began
 
     # ------------------------------------------------------------ helpers
     def _next_deadline(self, cores: list[Core]) -> int | None:
@@ -175,6 +189,9 @@ class Scheduler:
         while True:
             while self._index < len(cores):
                 core = cores[self._index]
+                if not self._runs[self._index]:
+                    self._index += 1
+                    continue
                 if self._resume is not None:
                     budget, start_ns = self._resume
                     self._resume = None
@@ -183,7 +200,7 @@ class Scheduler:
                     self._index += 1
                     continue
                 elif self._prepare(core):
-                    rounds = self._run_ahead_rounds(core) if self.fast else 1
+                    rounds = self._run_ahead_rounds(core) if self.fast and not self.machine.epochs else 1
                     self._run_slice(core, self.quantum * rounds, self._now(core), rounds)
                 else:
                     self._fall_dormant(core)
@@ -193,6 +210,8 @@ class Scheduler:
                     self._dormant.clear()
                 if self.machine.exit is not None:
                     return self.machine.exit.status, self._ended_reason()
+                if self.worker and all(self.machine.kernels[index].ended_for_good for index in self.kernels):
+                    return self.machine.run_status(), "the worker's kernels ended"
                 if self.out_of_time:
                     return self._limit_result(f"stopped after {self.limits.timeout:g} s (--timeout)")
                 if self._resume is None:
@@ -202,6 +221,11 @@ class Scheduler:
             outcome = self._end_round()
             if outcome is not None:
                 return outcome
+            if self.epoch_done:
+                return None
+
+    def ended_reason(self) -> str:
+        return self._ended_reason()
 
     def _ended_reason(self) -> str:
         """Why the run ended when every kernel has: one line for one kernel,
@@ -216,6 +240,32 @@ class Scheduler:
             return end.describe()
         clean = sum(1 for kernel in kernels if kernel.end.clean)
         return f"every kernel ended ({clean} of {len(kernels)} cleanly)"
+
+    # ------------------------------------------------------------ lock-step epochs
+    def _end_epoch(self) -> tuple[int, str] | None:
+        """Every EPOCH_ROUNDS rounds: a worker's epoch is over (it reports;
+        osvemu.parallel decides as below).  In one process: a whole epoch in
+        which nothing could happen, with no NOTIFY kept, ends the run idle;
+        otherwise the NOTIFYs kept are delivered, then --max-instructions is
+        looked at."""
+        if self.worker:
+            self.epoch_done = True
+            return None
+        notifies, self.machine.deferred_notifies = self.machine.deferred_notifies, []
+        if self.idle_in_epoch and not notifies:
+            return self._idle_result()
+        self.machine.synchronize_channels(self.kernels)
+        self.machine.deliver_notifies(notifies)
+        self.start_epoch()
+        if self._instruction_limit_reached():
+            return self._limit_result(f"stopped after {self._total_instructions()} instructions (--max-instructions)")
+        return None
+
+    def start_epoch(self) -> None:
+        """A worker's next epoch begins (after its deliveries)."""
+        self.epoch_done = False
+        self.idle_in_epoch = True
+        self._dormant.clear()
 
     # ------------------------------------------------------------ dormant cores
     def _fall_dormant(self, core: Core) -> None:
@@ -333,22 +383,37 @@ class Scheduler:
         self._index = 0
         ran_cores, self._ran_cores = self._ran_cores, set()
         before, self.rounds = self.rounds, self.rounds + 1
+        self.machine.round = self.rounds
         restarted = False
         if _crossed(before - self._extra_rounds, self.rounds, CODE_CHECK_ROUNDS):
             self.machine.check_code_writes()
         hung_check = _crossed(before - self._extra_rounds, self.rounds, HUNG_CHECK_ROUNDS)
         self._extra_rounds = 0
-        if not ran_cores or hung_check:
-            self.machine.end_hung_kernels()
+        ran_kernels = {self._kernel_index[index] for index in ran_cores}
+        # Each kernel is looked at on its own: every HUNG_CHECK_ROUNDS rounds,
+        # and after every round in which none of its cores ran.
+        looked_at = self.kernels if hung_check else self.kernels - ran_kernels
+        if looked_at:
+            self.machine.end_hung_kernels(looked_at)
             restarted = self.machine.restart_due_kernels()  # a kernel booted again has a core to run
             if restarted:
                 self._dormant.clear()
             if self.machine.exit is not None:
                 return self.machine.exit.status, self._ended_reason()
-        if not self._advance_time(ran_cores) and not restarted:
-            return self._idle_result()
-        if self._instruction_limit_reached():
-            return self._limit_result(f"stopped after {self._total_instructions()} instructions (--max-instructions)")
+        something_can_happen = self._advance_time(ran_cores) or restarted
+        if not self.machine.epochs:
+            if not something_can_happen:
+                return self._idle_result()
+            if self._instruction_limit_reached():
+                return self._limit_result(f"stopped after {self._total_instructions()} instructions "
+                                          "(--max-instructions)")
+        else:
+            if something_can_happen:
+                self.idle_in_epoch = False
+            if self.rounds % EPOCH_ROUNDS == 0:
+                outcome = self._end_epoch()
+                if outcome is not None:
+                    return outcome
         if self.out_of_time:
             return self._limit_result(f"stopped after {self.limits.timeout:g} s (--timeout)")
         return None
@@ -361,6 +426,8 @@ class Scheduler:
         anything = bool(ran_cores)
         ran_kernels = {self._kernel_index[index] for index in ran_cores}
         for kernel in self.machine.kernels:
+            if kernel.index not in self.kernels:
+                continue
             self.kernel_ns[kernel.index] += step
             if kernel.index not in ran_kernels:
                 wake_at = self._next_deadline(kernel.cores)

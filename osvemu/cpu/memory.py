@@ -21,15 +21,18 @@ _U64 = struct.Struct("<Q")
 
 
 class MemoryBank:
-    """One host buffer of guest memory (machine-physical memory)."""
+    """One host buffer of guest memory (machine-physical memory).  A
+    ``shared`` bank stays one buffer across ``fork``: OSV's channels, which
+    kernels run by different processes use (osvemu.parallel)."""
 
-    def __init__(self, size: int, name: str) -> None:
+    def __init__(self, size: int, name: str, shared: bool = False) -> None:
         if size <= 0 or size % mmap.PAGESIZE:
             raise ConfigError(f"memory bank {name!r} size {size:#x} is not a positive multiple of the page size")
         self.name = name
         self.size = size
         try:
-            self._map = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_NORESERVE", 0))
+            sharing = mmap.MAP_SHARED if shared else mmap.MAP_PRIVATE
+            self._map = mmap.mmap(-1, size, flags=sharing | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_NORESERVE", 0))
         except (OSError, OverflowError) as error:
             raise ConfigError(f"cannot allocate {size:#x} bytes of guest memory: {error}") from None
         self.view = memoryview(self._map)

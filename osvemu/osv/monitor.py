@@ -138,16 +138,27 @@ class OsvMonitor:
         self.exits["hypercall"] += 1
         self.accounts[kernel].hypercalls += 1
 
-    def violation(self, kernel: int, core: int, rip: int, kind: ViolationKind, reason: str) -> bool:
-        plan = self.partitions[kernel].plan
-        self.accounts[kernel].violations[kind] += 1
-        record = Violation(plan.name, core, kind, reason, rip)
+    def absorb(self, violations: list[Violation], dropped: int) -> None:
+        """Violations recorded elsewhere (a worker process of a partitioned
+        run), kept as :meth:`violation` keeps them; their counts are in the
+        kernels' accounts."""
+        for record in violations:
+            self._keep(record)
+        self.dropped += dropped
+
+    def _keep(self, record: Violation) -> None:
+        """The first ``violation_records`` in full, then the last ones."""
         if len(self._first) < self.violation_records:
             self._first.append(record)
         else:
             if len(self._last) == self._last.maxlen:
                 self.dropped += 1
             self._last.append(record)
+
+    def violation(self, kernel: int, core: int, rip: int, kind: ViolationKind, reason: str) -> bool:
+        plan = self.partitions[kernel].plan
+        self.accounts[kernel].violations[kind] += 1
+        self._keep(Violation(plan.name, core, kind, reason, rip))
         return plan.on_violation == "stop"
 
     def report(self) -> dict:

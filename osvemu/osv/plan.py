@@ -70,7 +70,7 @@ def osv_plan(config: OsvConfig, images: dict[str, KernelImage] | None = None) ->
 def _place_channels(config: OsvConfig) -> list[ChannelPlacement]:
     """Each channel's memory at its guest-physical address (OsvConfig.channel_addresses)."""
     return [ChannelPlacement(channel.name, gpa, channel.size, channel.kernels,
-                             MemoryBank(channel.size, f"channel {channel.name}"), channel.notify_vectors)
+                             MemoryBank(channel.size, f"channel {channel.name}", shared=True), channel.notify_vectors)
             for channel, gpa in zip(config.channels, config.channel_addresses)]
 
 

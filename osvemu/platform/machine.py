@@ -39,6 +39,7 @@ from osvemu.image import KernelImage, check_placement
 from osvemu.platform import layout
 from osvemu.platform.acpi import S5_SLEEP_TYPE, sleep_request
 from osvemu.platform.apicbus import ApicBus, RefusalCause, RoutingDecision
+from osvemu.platform.channels import EpochChannels
 from osvemu.platform.codewatch import CodeWatch
 from osvemu.platform.cpuid import cpuid
 from osvemu.platform.ends import (
@@ -90,6 +91,7 @@ class Kernel:
     lives: list[KernelEnd] = field(default_factory=list)  # how each earlier life ended
     restarts_left: int = 0
     restart_due: bool = False  # ended, to be booted again after the running slice
+    own_view: MemoryView | None = None  # its view with its own copies of the channels (lock-step epochs)
 
     @property
     def name(self) -> str:
@@ -110,7 +112,7 @@ class Kernel:
 
     @property
     def view(self) -> MemoryView:
-        return self.placement.view
+        return self.own_view or self.placement.view
 
     @property
     def image(self) -> KernelImage | None:
@@ -121,8 +123,19 @@ class Kernel:
         return self.end is not None
 
 
+@dataclass(frozen=True, order=True)
+class DeferredNotify:
+    """A NOTIFY waiting for the epoch boundary, ordered as it was made."""
+
+    round: int
+    sender: int  # core index
+    sequence: int
+    target: int  # kernel index
+    vector: int
+
+
 class Machine:
-    def __init__(self, plan: MachinePlan, console: Callable[[str], None] | None = None) -> None:
+    def __init__(self, plan: MachinePlan, console: Callable[[str], None] | None = None, epochs: bool = False) -> None:
         self.plan = plan
         self.topology = plan.topology
         self.monitor = plan.monitor
@@ -130,6 +143,15 @@ class Machine:
         self.bus = ApicBus(plan.policy, plan.io_policy)
         #: The core running past its quantum, if any (Scheduler, fast mode).
         self.run_ahead: Core | None = None
+        #: Lock-step epochs (osvemu.parallel): a NOTIFY to another kernel is
+        #: kept in ``deferred_notifies`` and delivered at the next epoch
+        #: boundary, and each kernel works on its own copies of its channels
+        #: (osvemu.platform.channels), merged at the boundaries.
+        self.epochs = epochs
+        self.deferred_notifies: list[DeferredNotify] = []
+        #: Where console lines go instead of the console callback: (kernel index, core index, line).
+        self.console_sink: Callable[[int, int, str], None] | None = None
+        self.round = 0  # the scheduler's round, for the order of deferred notifies
         self.exit: ExitRequest | None = None
         self.transcript: list[str] = []  # the console lines, as printed (the first MAX_TRANSCRIPT_BYTES)
         self._transcript_bytes = 0
@@ -137,6 +159,12 @@ class Machine:
         self._print = console or _print_line
         self.kernels = [Kernel(index, placement, Uart16550(Console()), _ioapic_for(placement),
                                restarts_left=placement.restarts) for index, placement in enumerate(plan.kernels)]
+        self.channels: EpochChannels | None = None
+        if epochs:
+            self.channels = EpochChannels({k.index: k.placement.shared_ranges for k in self.kernels},
+                                          {k.index: k.placement.view for k in self.kernels})
+            for kernel in self.kernels:
+                kernel.own_view = self.channels.views[kernel.index]
         owner = {apic: kernel for kernel in self.kernels for apic in kernel.placement.apic_ids}
         self.cores: list[Core] = []
         self.lapics: list[LocalApic] = []
@@ -307,15 +335,16 @@ class Machine:
             if not kernel.ended:
                 self.end_kernel(kernel, make_end(kernel))
 
-    def end_hung_kernels(self) -> None:
+    def end_hung_kernels(self, kernels: frozenset[int] | None = None) -> None:
         """End each started kernel none of whose cores can ever run again:
         each is stopped, waiting for a STARTUP IPI, or halted or spinning
         on itself with interrupts off and no NMI pending.  Only its own
         cores could INIT, SIPI or NMI them (OSV confines IPIs), and a NOTIFY
         is a maskable interrupt.  All halted is the end of a kernel's work
-        (Linux halts so); a spin is a hang."""
+        (Linux halts so); a spin is a hang.  ``kernels``: only these (a
+        worker of a partitioned run looks at its own)."""
         for kernel in self.kernels:
-            if kernel.ended or not kernel.started:
+            if kernel.ended or not kernel.started or (kernels is not None and kernel.index not in kernels):
                 continue
             states = _stuck_states(kernel.cores)
             if states is None:
@@ -437,7 +466,27 @@ class Machine:
 
     def _notify(self, core: Core, target: Kernel, vector: int) -> None:
         """A monitor's cross-kernel interrupt: a fixed vector to the target
-        kernel's boot CPU, carried by the bus like any other."""
+        kernel's boot CPU, carried by the bus like any other -- at the next
+        epoch boundary under lock-step epochs."""
+        if self.epochs and target is not self.kernel_of(core):
+            self.deferred_notifies.append(DeferredNotify(self.round, core.index, len(self.deferred_notifies),
+                                                         target.index, vector))
+            return
+        self.notify_now(core, target, vector)
+
+    def synchronize_channels(self, kernels: frozenset[int]) -> None:
+        """An epoch boundary in one process: the channels merged and every copy refreshed."""
+        if self.channels is not None:
+            self.channels.synchronize(kernels)
+
+    def deliver_notifies(self, notifies: list[DeferredNotify]) -> None:
+        """The deferred NOTIFYs of an epoch, in the order they were made, to kernels still alive."""
+        for notify in sorted(notifies):
+            target = self.kernels[notify.target]
+            if not target.ended:
+                self.notify_now(self.cores[notify.sender], target, notify.vector)
+
+    def notify_now(self, core: Core, target: Kernel, vector: int) -> None:
         bsp = target.cores[0]
         icr = Icr(vector, DeliveryMode.FIXED, False, True, False, Shorthand.NONE, bsp.apic_id)
         decision = RoutingDecision((bsp.apic_id,))
@@ -547,13 +596,24 @@ class Machine:
 
     def _console_line(self, core: Core, kernel: Kernel, line: str) -> None:
         text = f"[{kernel.name}] {line}" if kernel.placement.labelled else line
+        if self.console_sink is not None:
+            self.console_sink(kernel.index, core.index, text)
+        else:
+            self.print_console_line(text)
+        self._emit(core, ConsoleLine(text))
+
+    def console_line(self, core: Core, kernel: Kernel, line: str) -> None:
+        """A line of ``kernel``'s console, printed at ``core``."""
+        self._console_line(core, kernel, line)
+
+    def print_console_line(self, text: str) -> None:
+        """Print a console line and keep it in the transcript."""
         self._print(text)
         if self._transcript_bytes < MAX_TRANSCRIPT_BYTES:
             self.transcript.append(text)
             self._transcript_bytes += len(text) + 1
         else:
             self.transcript_dropped += 1
-        self._emit(core, ConsoleLine(text))
 
 
 def _in_lapic_page(address: int) -> bool:
@@ -591,4 +651,4 @@ def _print_line(line: str) -> None:
     sys.stdout.flush()
 
 
-__all__ = ["ExitRequest", "Kernel", "Machine"]
+__all__ = ["DeferredNotify", "ExitRequest", "Kernel", "Machine"]
