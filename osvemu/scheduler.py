@@ -208,10 +208,9 @@ class Scheduler:
                     continue
                 if self.machine.restart_due_kernels():
                     self._dormant.clear()
-                if self.machine.exit is not None:
-                    return self.machine.exit.status, self._ended_reason()
-                if self.worker and all(self.machine.kernels[index].ended_for_good for index in self.kernels):
-                    return self.machine.run_status(), "the worker's kernels ended"
+                finished = self._finished()
+                if finished is not None:
+                    return finished
                 if self.out_of_time:
                     return self._limit_result(f"stopped after {self.limits.timeout:g} s (--timeout)")
                 if self._resume is None:
@@ -223,6 +222,15 @@ class Scheduler:
                 return outcome
             if self.epoch_done:
                 return None
+
+    def _finished(self) -> tuple[int, str] | None:
+        """The run is over: every kernel has ended for good -- for a worker,
+        every kernel of its own (osvemu.parallel)."""
+        if self.machine.exit is not None:
+            return self.machine.exit.status, self._ended_reason()
+        if self.worker and all(self.machine.kernels[index].ended_for_good for index in self.kernels):
+            return self.machine.run_status(), "the worker's kernels ended"
+        return None
 
     def ended_reason(self) -> str:
         return self._ended_reason()
@@ -398,8 +406,9 @@ class Scheduler:
             restarted = self.machine.restart_due_kernels()  # a kernel booted again has a core to run
             if restarted:
                 self._dormant.clear()
-            if self.machine.exit is not None:
-                return self.machine.exit.status, self._ended_reason()
+            finished = self._finished()
+            if finished is not None:
+                return finished
         something_can_happen = self._advance_time(ran_cores) or restarted
         if not self.machine.epochs:
             if not something_can_happen:
