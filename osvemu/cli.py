@@ -382,6 +382,7 @@ def boot(args: argparse.Namespace) -> int:
 def trace(args: argparse.Namespace) -> int:
     from osvemu.debug.tracer import TraceOptions, run_trace
 
+    _one_process(args, "trace")
     options = TraceOptions.from_args(args)
     with options.open_output() as output:
         session = prepare(args, console=options.console_sink(output), exact=True)
@@ -393,10 +394,16 @@ def trace(args: argparse.Namespace) -> int:
 def debug(args: argparse.Namespace) -> int:
     from osvemu.debug.console import DebugConsole
 
+    _one_process(args, "debug")
     session = prepare(args, exact=True)
     _use_symbols(args, session)
     console = DebugConsole(session.machine, session.scheduler, session.image)
     return console.main(sys.stdin, sys.stdout)
+
+
+def _one_process(args: argparse.Namespace, command: str) -> None:
+    if args.jobs and args.jobs > 1:
+        raise ConfigError(f"{command} follows the machine in one process: no --jobs")
 
 
 def _use_symbols(args: argparse.Namespace, session: Session) -> None:

@@ -1,5 +1,5 @@
-"""Preemption from another thread (fast mode's timer, the --timeout
-watchdog) never leaves an instruction half done.
+"""Preemption (the --timeout watchdog, a device access that ends the slice)
+never leaves an instruction half done.
 
 Unicorn 2.1.4 honours ``emu_stop`` after any guest load or store as well as
 where a block starts, and after a store it rewinds the guest to the start of

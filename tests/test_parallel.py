@@ -93,3 +93,10 @@ def test_changes_in_one_epoch_merge_byte_by_byte_in_kernel_order():
     assert zero.read(CHANNEL, 6) == one.read(CHANNEL, 6) == b"AAbbbb"  # kernel 1 is later: its bytes stand
     assert bytes(channel.view[4196:4197]) == b"!"
     assert channels.changes({0, 1}) == []
+
+
+@pytest.mark.parametrize("command", ["trace", "debug"])
+def test_the_tools_follow_the_machine_in_one_process(command, minilinux):
+    result = run_osvemu(command, "--jobs", "2", minilinux)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"osvemu: {command} follows the machine in one process: no --jobs"

@@ -262,7 +262,7 @@ class Core:
             self.slices.stop()
 
     def preempt(self) -> None:
-        """From another thread (fast mode's timer, the --timeout watchdog):
+        """From another thread (the --timeout watchdog):
         end the running slice where its next translation block starts, so
         that no instruction is left half done to run again on resume
         (:meth:`SliceRunner.preempt`)."""

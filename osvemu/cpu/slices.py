@@ -9,12 +9,13 @@ A slice is one ``emu_start``, counted one of three ways:
 * *exactly* (``--exact``, the tracer, the debugger): Unicorn's own count, one
   check per instruction, ends the slice after exactly the budget, and a
   breakpoint or watchpoint can pause at any instruction;
-* *unbounded* (fast mode): no budget; another thread ends the slice.
+* *unbounded* (a count of 0): no budget; the slice ends only in the ways
+  below.
 
 Every way counts the instructions retired.  The runner also holds the ways a
 slice ends early and resumably: a breakpoint pauses before its instruction,
 a watchpoint or a device access after it (or, counted by blocks, where the
-next block starts), another thread's preemption where a block starts.
+next block starts), the --timeout watchdog's preemption where a block starts.
 """
 
 from __future__ import annotations
@@ -120,8 +121,9 @@ class SliceRunner:
         block's own up to RIP, decoded once per place (RIP is where Unicorn
         last wrote it: exact at an I/O port or special instruction, and at
         the last of those before a device access).  The places are
-        forgotten when translations are, so decoded code is never stale
-        longer than translated code."""
+        forgotten whenever osvemu drops translations; code a core rewrites
+        under itself keeps its old place until then, which moves only the
+        time a hook reads, never what runs."""
         start, size, instructions = self._counter.block
         before_block = self._counter.retired - instructions
         linear = self._linear.code_linear(self._registers.read(r.UC_X86_REG_RIP))
@@ -230,11 +232,11 @@ class SliceRunner:
             self._uc.mem_protect(mapping.gpa, mapping.size, UC_PROT_ALL)
 
     def preempt(self) -> None:
-        """From another thread (fast mode's timer, the --timeout watchdog):
-        end the running slice where the next translation block starts,
-        every instruction before it complete and none after it begun.
-        ``emu_stop`` could land between an instruction's store and its end,
-        and the instruction would run again (see :mod:`osvemu.cpu.ucinternals`)."""
+        """From another thread (the --timeout watchdog): end the running
+        slice where the next translation block starts, every instruction
+        before it complete and none after it begun.  ``emu_stop`` could land
+        between an instruction's store and its end, and the instruction
+        would run again (see :mod:`osvemu.cpu.blockcounter`)."""
         self._counter.request_stop()
 
     def stop_after_instruction(self) -> None:

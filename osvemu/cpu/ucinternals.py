@@ -23,8 +23,8 @@ Unicorn 2.1.4's public API (``include/unicorn/unicorn.h``) leaves out:
   instruction.  ``emu_stop`` from an MMIO callback instead abandons the
   instruction after its access took effect, so the store runs again on resume.
 * ``CPUState.halted``: set when the last slice ended at HLT.  ``emu_start``
-  returns after HLT as after any stop, so without it a HLT that ends a slice
-  at the same moment a host timer stops it would be mistaken for a stop.
+  returns after HLT as after any stop, so without it a slice that ends at
+  HLT could not be told from one that ran out or was stopped.
 * ``CPUX86State.segs``: the segment caches.  In a 64-bit Unicorn instance a
   segment register write sets only the selector, so a real-mode segment load
   (interrupt delivery through the IVT, a STARTUP IPI) sets the hidden base
