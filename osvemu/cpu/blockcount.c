@@ -14,6 +14,11 @@
  * slice's count or, when the block would take the slice past its budget or
  * a stop was requested, calls uc_emu_stop: the exit check that follows then
  * leaves with RIP at the block's first instruction, none of it executed.
+ * Counts already asked for in the slice are kept in a small table, by the
+ * block's address and length (the size argument, which Unicorn patches in
+ * after translation); the table is forgotten at every slice start
+ * (``generation``), so the count of code rewritten under a core is asked for
+ * again by the next slice at the latest.
  *
  * So a slice ends only where a block starts, after exactly the instructions
  * of the blocks it ran, and a run is as reproducible as Unicorn's
@@ -38,6 +43,15 @@ struct uc_tb {
 };
 
 typedef int (*uc_ctl_function)(void *uc, int control, ...);
+
+#define KNOWN_BLOCKS 1024 /* a power of two */
+
+struct known_block {
+    uint64_t pc;
+    uint32_t size;
+    uint32_t generation;
+    uint64_t instructions;
+};
 typedef int (*uc_emu_stop_function)(void *uc);
 
 struct osvemu_block_counter {
@@ -52,26 +66,44 @@ struct osvemu_block_counter {
     void *uc_ctl;                /* libunicorn's uc_ctl */
     void *uc_emu_stop;           /* libunicorn's uc_emu_stop */
     int64_t request_cache;       /* UC_CTL_READ_WRITE(UC_CTL_TB_REQUEST_CACHE, 2) */
+    uint64_t generation;         /* the table's entries of other generations are forgotten */
+    struct known_block known[KNOWN_BLOCKS];
 };
+
+static uint64_t block_instructions(struct osvemu_block_counter *counter, void *uc, uint64_t address,
+                                   uint32_t size, uint64_t *bytes)
+{
+    struct known_block *known = &counter->known[(address ^ (address >> 10)) & (KNOWN_BLOCKS - 1)];
+    struct uc_tb block = {0, 0, 0};
+
+    if (known->pc == address && known->size == size && known->generation == (uint32_t)counter->generation) {
+        *bytes = size;
+        return known->instructions;
+    }
+    if (((uc_ctl_function)counter->uc_ctl)(uc, (int)counter->request_cache, address, &block) != 0 ||
+        block.icount == 0) {
+        counter->unknown_blocks++;
+        *bytes = size;
+        return 1;
+    }
+    known->pc = address;
+    known->size = size;
+    known->generation = (uint32_t)counter->generation;
+    known->instructions = block.icount;
+    *bytes = block.size;
+    return block.icount;
+}
 
 void osvemu_count_block(void *uc, uint64_t address, uint32_t size, void *data)
 {
     struct osvemu_block_counter *counter = data;
-    struct uc_tb block = {0, 0, 0};
-    uint64_t instructions;
-    (void)size; /* the block's length as Unicorn patches it in after translation; block.size below is QEMU's */
+    uint64_t instructions, bytes;
 
     if (counter->stop) {
         ((uc_emu_stop_function)counter->uc_emu_stop)(uc);
         return;
     }
-    if (((uc_ctl_function)counter->uc_ctl)(uc, (int)counter->request_cache, address, &block) != 0 ||
-        block.icount == 0) {
-        counter->unknown_blocks++;
-        instructions = 1;
-    } else {
-        instructions = block.icount;
-    }
+    instructions = block_instructions(counter, uc, address, size, &bytes);
     if (counter->budget && counter->retired && counter->retired + instructions > counter->budget) {
         ((uc_emu_stop_function)counter->uc_emu_stop)(uc);
         return;
@@ -79,7 +111,7 @@ void osvemu_count_block(void *uc, uint64_t address, uint32_t size, void *data)
     counter->retired += instructions;
     counter->block_pc = address;
     counter->block_instructions = instructions;
-    counter->block_size = block.size;
+    counter->block_size = bytes;
     counter->blocks++;
 }
 
@@ -97,5 +129,6 @@ void osvemu_block_counter_layout(uint64_t *offsets)
     offsets[8] = offsetof(struct osvemu_block_counter, uc_ctl);
     offsets[9] = offsetof(struct osvemu_block_counter, uc_emu_stop);
     offsets[10] = offsetof(struct osvemu_block_counter, request_cache);
-    offsets[11] = sizeof(struct osvemu_block_counter);
+    offsets[11] = offsetof(struct osvemu_block_counter, generation);
+    offsets[12] = sizeof(struct osvemu_block_counter);
 }

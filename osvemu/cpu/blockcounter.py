@@ -46,6 +46,15 @@ UC_CTL_IO_READ_WRITE = 3
 REQUEST_CACHE_CONTROL = ctypes.c_int32(UC_CTL_TB_REQUEST_CACHE | (2 << 26) | (UC_CTL_IO_READ_WRITE << 30)).value
 
 
+#: Blocks whose counts a slice keeps (``KNOWN_BLOCKS`` in blockcount.c).
+KNOWN_BLOCKS = 1024
+
+
+class _KnownBlock(ctypes.Structure):
+    _fields_ = [("pc", ctypes.c_uint64), ("size", ctypes.c_uint32), ("generation", ctypes.c_uint32),
+                ("instructions", ctypes.c_uint64)]
+
+
 class _Counter(ctypes.Structure):
     """``struct osvemu_block_counter`` (blockcount.c), checked against the C
     side's own offsets when the library loads."""
@@ -53,7 +62,8 @@ class _Counter(ctypes.Structure):
     _fields_ = [("retired", ctypes.c_uint64), ("budget", ctypes.c_uint64), ("stop", ctypes.c_uint64),
                 ("block_pc", ctypes.c_uint64), ("block_instructions", ctypes.c_uint64), ("block_size", ctypes.c_uint64),
                 ("blocks", ctypes.c_uint64), ("unknown_blocks", ctypes.c_uint64),
-                ("uc_ctl", ctypes.c_void_p), ("uc_emu_stop", ctypes.c_void_p), ("request_cache", ctypes.c_int64)]
+                ("uc_ctl", ctypes.c_void_p), ("uc_emu_stop", ctypes.c_void_p), ("request_cache", ctypes.c_int64),
+                ("generation", ctypes.c_uint64), ("known", _KnownBlock * KNOWN_BLOCKS)]
 
 
 def _library_path() -> Path:
@@ -68,9 +78,10 @@ def _library_path() -> Path:
 
 def _load() -> tuple[ctypes.CDLL, int]:
     library = ctypes.CDLL(str(_library_path()))
-    offsets = (ctypes.c_uint64 * (len(_Counter._fields_) + 1))()
+    checked = [name for name, _ in _Counter._fields_ if name != "known"]  # the table follows the generation
+    offsets = (ctypes.c_uint64 * (len(checked) + 1))()
     library.osvemu_block_counter_layout(offsets)
-    expected = [getattr(_Counter, name).offset for name, _ in _Counter._fields_] + [ctypes.sizeof(_Counter)]
+    expected = [getattr(_Counter, name).offset for name in checked] + [ctypes.sizeof(_Counter)]
     if list(offsets) != expected:
         raise EmulatorError(f"osvemu's block counter was built with another layout ({list(offsets)} != {expected}): "
                             "reinstall osvemu")
@@ -108,7 +119,12 @@ class BlockCounter:
         counter.blocks = 0
         counter.block_pc = counter.block_size = counter.block_instructions = 0
         counter.budget = budget
+        counter.generation += 1  # the counts kept in the last slice are forgotten
         counter.stop = 0
+
+    def forget(self) -> None:
+        """Translations were dropped: the counts kept are asked for again."""
+        self._counter.generation += 1
 
     def request_stop(self) -> None:
         """End the running slice where its next block starts (any thread)."""

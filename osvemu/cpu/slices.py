@@ -142,8 +142,10 @@ class SliceRunner:
         return before_block + offset
 
     def forget_decoded_code(self) -> None:
-        """Translations were dropped: so are the places decoded in them."""
+        """Translations were dropped: so are the places decoded in them and
+        the block counts kept."""
         self._block_offsets.clear()
+        self._counter.forget()
 
     def cut_block(self, rip: int, through: bool) -> None:
         """Counted by blocks, an exception, intercept or error at ``rip``
