@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass, field
 
 from osvemu.clock import NS_PER_INSTRUCTION
+from osvemu.errors import EmulatorError
 from osvemu.platform.apicbus import IoStats
 from osvemu.platform.channels import ChannelChanges
 from osvemu.platform.ends import EXIT_FAULT, idle, unfinished
@@ -157,7 +158,7 @@ def _receive(pipe, process):
         return pipe.recv()
     except EOFError:
         process.join(timeout=5)
-        raise RuntimeError(f"a worker process ended without a word (exit code {process.exitcode})") from None
+        raise EmulatorError(f"a worker process ended without a word (exit code {process.exitcode})") from None
 
 
 def _print_lines(machine: Machine, lines: list[tuple[int, int, int, str]]) -> None:
