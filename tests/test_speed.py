@@ -245,3 +245,39 @@ def test_the_benchmark_runs_side_by_side_with_qemu_and_writes_json(tmp_path):
     runners = {row["runner"] for row in document["guests"]}
     assert runners == {"osvemu deterministic", "osvemu exact", "osvemu fast", "qemu"}
     assert all(row["wall"] > 0 and len(row["samples"]) == 1 for row in document["guests"])
+
+
+#: RDTSC a hundred times in one block after a write to the TSC: the sum and
+#: the last value, which the C hook answers from the second time on.
+RDTSC_LOOP = """
+;! mode = "long"
+;! max_instructions = 100000
+    mov ecx, 0x10
+    mov eax, 0x1000000
+    xor edx, edx
+    wrmsr
+    mov ecx, 100
+    xor r8, r8
+again:
+    rdtsc
+    shl rdx, 32
+    or rax, rdx
+    add r8, rax
+    dec ecx
+    jnz again
+    mov r9, rax
+    cli
+    hlt
+"""
+
+
+@pytest.mark.parametrize("mode", ["blocks", "fast"])
+def test_rdtsc_answered_in_c_reads_what_the_exact_count_reads(mode: str):
+    run = run_snippet(Snippet.parse("rdtsc", RDTSC_LOOP), fast=mode == "fast")
+    reference = run_snippet(Snippet.parse("rdtsc", RDTSC_LOOP), exact=True)
+    core, exact = run.machine.cores[0], reference.machine.cores[0]
+    assert core.read_registers((r.UC_X86_REG_R8, r.UC_X86_REG_R9)) == exact.read_registers(
+        (r.UC_X86_REG_R8, r.UC_X86_REG_R9))
+    # the last RDTSC is instruction 6 + 99 x 6 + 1, the WRMSR instruction 4; 20 TSC cycles an instruction
+    assert exact.read_register(r.UC_X86_REG_R9) == 0x1000000 + 20 * (6 + 99 * 6 + 1 - 4)
+    assert core.special_counts["rdtsc"] == exact.special_counts["rdtsc"] == 100

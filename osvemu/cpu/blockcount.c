@@ -45,6 +45,19 @@ struct uc_tb {
 typedef int (*uc_ctl_function)(void *uc, int control, ...);
 
 #define KNOWN_BLOCKS 1024 /* a power of two */
+#define KNOWN_PLACES 512  /* a power of two */
+#define UC_X86_REG_RIP 41 /* include/unicorn/x86.h */
+
+typedef int (*uc_reg_read_function)(void *uc, int regid, void *value);
+typedef int (*instruction_callback)(void *uc, void *data);
+
+/* Where an RDTSC is in its block: its offset, in instructions (64-bit code only). */
+struct known_place {
+    uint64_t block_pc;
+    uint64_t rip;
+    uint64_t offset;
+    uint64_t generation;
+};
 
 struct known_block {
     uint64_t pc;
@@ -67,7 +80,20 @@ struct osvemu_block_counter {
     void *uc_emu_stop;           /* libunicorn's uc_emu_stop */
     int64_t request_cache;       /* UC_CTL_READ_WRITE(UC_CTL_TB_REQUEST_CACHE, 2) */
     uint64_t generation;         /* the table's entries of other generations are forgotten */
+    /* RDTSC, answered here when its place is known (else by the Python hook, ``fallback``):
+     * the TSC is tsc_base + tsc_per_instruction x (instructions of the slice up to and with it). */
+    uint64_t tsc_base;
+    uint64_t tsc_per_instruction;
+    uint64_t tsc_native;         /* 0: always the fallback (an unbounded slice, whose time stands) */
+    uint64_t exact_counter;      /* the address of Unicorn's emu_counter when counting exactly, else 0 */
+    uint64_t rax;                /* the addresses of env->regs[R_EAX] and [R_EDX] */
+    uint64_t rdx;
+    void *uc_reg_read;
+    void *fallback;
+    uint64_t rdtsc_answered;
+    uint64_t place_generation;
     struct known_block known[KNOWN_BLOCKS];
+    struct known_place places[KNOWN_PLACES];
 };
 
 static uint64_t block_instructions(struct osvemu_block_counter *counter, void *uc, uint64_t address,
@@ -115,6 +141,35 @@ void osvemu_count_block(void *uc, uint64_t address, uint32_t size, void *data)
     counter->blocks++;
 }
 
+/* UC_HOOK_INSN for RDTSC (helper_rdtsc in qemu/target/i386/misc_helper.c; Unicorn
+ * has checked CR4.TSD against CPL): EDX:EAX = the virtual TSC, returning 1 to skip
+ * QEMU's read of the host's counter. */
+int osvemu_rdtsc(void *uc, void *data)
+{
+    struct osvemu_block_counter *counter = data;
+    uint64_t instructions, tsc;
+
+    if (!counter->tsc_native)
+        return ((instruction_callback)counter->fallback)(uc, data);
+    if (counter->exact_counter) {
+        instructions = *(uint64_t *)(uintptr_t)counter->exact_counter;
+    } else {
+        uint64_t rip = 0;
+        struct known_place *place;
+        ((uc_reg_read_function)counter->uc_reg_read)(uc, UC_X86_REG_RIP, &rip);
+        place = &counter->places[(rip ^ (rip >> 9)) & (KNOWN_PLACES - 1)];
+        if (place->rip != rip || place->block_pc != counter->block_pc ||
+            place->generation != counter->place_generation)
+            return ((instruction_callback)counter->fallback)(uc, data);
+        instructions = counter->retired - counter->block_instructions + place->offset + 1;
+    }
+    tsc = counter->tsc_base + counter->tsc_per_instruction * instructions;
+    *(uint64_t *)(uintptr_t)counter->rax = tsc & 0xFFFFFFFFu;
+    *(uint64_t *)(uintptr_t)counter->rdx = tsc >> 32;
+    counter->rdtsc_answered++;
+    return 1;
+}
+
 /* The offsets of the structure's fields, in declaration order, and its size. */
 void osvemu_block_counter_layout(uint64_t *offsets)
 {
@@ -130,5 +185,15 @@ void osvemu_block_counter_layout(uint64_t *offsets)
     offsets[9] = offsetof(struct osvemu_block_counter, uc_emu_stop);
     offsets[10] = offsetof(struct osvemu_block_counter, request_cache);
     offsets[11] = offsetof(struct osvemu_block_counter, generation);
-    offsets[12] = sizeof(struct osvemu_block_counter);
+    offsets[12] = offsetof(struct osvemu_block_counter, tsc_base);
+    offsets[13] = offsetof(struct osvemu_block_counter, tsc_per_instruction);
+    offsets[14] = offsetof(struct osvemu_block_counter, tsc_native);
+    offsets[15] = offsetof(struct osvemu_block_counter, exact_counter);
+    offsets[16] = offsetof(struct osvemu_block_counter, rax);
+    offsets[17] = offsetof(struct osvemu_block_counter, rdx);
+    offsets[18] = offsetof(struct osvemu_block_counter, uc_reg_read);
+    offsets[19] = offsetof(struct osvemu_block_counter, fallback);
+    offsets[20] = offsetof(struct osvemu_block_counter, rdtsc_answered);
+    offsets[21] = offsetof(struct osvemu_block_counter, place_generation);
+    offsets[22] = sizeof(struct osvemu_block_counter);
 }

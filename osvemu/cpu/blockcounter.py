@@ -55,6 +55,15 @@ class _KnownBlock(ctypes.Structure):
                 ("instructions", ctypes.c_uint64)]
 
 
+#: RDTSC places kept (``KNOWN_PLACES`` in blockcount.c).
+KNOWN_PLACES = 512
+
+
+class _KnownPlace(ctypes.Structure):
+    _fields_ = [("block_pc", ctypes.c_uint64), ("rip", ctypes.c_uint64), ("offset", ctypes.c_uint64),
+                ("generation", ctypes.c_uint64)]
+
+
 class _Counter(ctypes.Structure):
     """``struct osvemu_block_counter`` (blockcount.c), checked against the C
     side's own offsets when the library loads."""
@@ -63,7 +72,12 @@ class _Counter(ctypes.Structure):
                 ("block_pc", ctypes.c_uint64), ("block_instructions", ctypes.c_uint64), ("block_size", ctypes.c_uint64),
                 ("blocks", ctypes.c_uint64), ("unknown_blocks", ctypes.c_uint64),
                 ("uc_ctl", ctypes.c_void_p), ("uc_emu_stop", ctypes.c_void_p), ("request_cache", ctypes.c_int64),
-                ("generation", ctypes.c_uint64), ("known", _KnownBlock * KNOWN_BLOCKS)]
+                ("generation", ctypes.c_uint64),
+                ("tsc_base", ctypes.c_uint64), ("tsc_per_instruction", ctypes.c_uint64), ("tsc_native", ctypes.c_uint64),
+                ("exact_counter", ctypes.c_uint64), ("rax", ctypes.c_uint64), ("rdx", ctypes.c_uint64),
+                ("uc_reg_read", ctypes.c_void_p), ("fallback", ctypes.c_void_p), ("rdtsc_answered", ctypes.c_uint64),
+                ("place_generation", ctypes.c_uint64),
+                ("known", _KnownBlock * KNOWN_BLOCKS), ("places", _KnownPlace * KNOWN_PLACES)]
 
 
 def _library_path() -> Path:
@@ -78,17 +92,18 @@ def _library_path() -> Path:
 
 def _load() -> tuple[ctypes.CDLL, int]:
     library = ctypes.CDLL(str(_library_path()))
-    checked = [name for name, _ in _Counter._fields_ if name != "known"]  # the table follows the generation
+    checked = [name for name, _ in _Counter._fields_ if name not in ("known", "places")]  # the tables close it
     offsets = (ctypes.c_uint64 * (len(checked) + 1))()
     library.osvemu_block_counter_layout(offsets)
     expected = [getattr(_Counter, name).offset for name in checked] + [ctypes.sizeof(_Counter)]
     if list(offsets) != expected:
         raise EmulatorError(f"osvemu's block counter was built with another layout ({list(offsets)} != {expected}): "
                             "reinstall osvemu")
-    return library, ctypes.cast(library.osvemu_count_block, ctypes.c_void_p).value
+    return library, ctypes.cast(library.osvemu_count_block, ctypes.c_void_p).value, \
+        ctypes.cast(library.osvemu_rdtsc, ctypes.c_void_p).value
 
 
-_LIBRARY, _COUNT_BLOCK = _load()
+_LIBRARY, _COUNT_BLOCK, NATIVE_RDTSC = _load()
 
 
 def _native(name: str) -> int:
@@ -123,8 +138,49 @@ class BlockCounter:
         counter.stop = 0
 
     def forget(self) -> None:
-        """Translations were dropped: the counts kept are asked for again."""
+        """Translations were dropped: the counts and RDTSC places kept are asked for again."""
         self._counter.generation += 1
+        self._counter.place_generation += 1
+
+    # ------------------------------------------------------------ RDTSC in C
+    @property
+    def address(self) -> int:
+        """The structure's address: the native RDTSC hook's user data."""
+        return ctypes.addressof(self._counter)
+
+    def answer_rdtsc(self, fallback: int, rax: int, rdx: int) -> None:
+        """RDTSC answered by ``osvemu_rdtsc`` where it can (its place known),
+        by ``fallback`` (a C-callable function) where not; EDX:EAX at these
+        addresses (env->regs)."""
+        counter = self._counter
+        counter.fallback, counter.rax, counter.rdx = fallback, rax, rdx
+        counter.uc_reg_read = _native("uc_reg_read")
+
+    def time_slice(self, tsc_base: int, tsc_per_instruction: int, exact_counter: int | None, native: bool) -> None:
+        """The TSC of the slice about to run: at its start and per
+        instruction; the address of Unicorn's counter when counting exactly;
+        ``native``: RDTSC may be answered in C (not in an unbounded slice,
+        whose time stands)."""
+        counter = self._counter
+        counter.tsc_base = tsc_base & ((1 << 64) - 1)
+        counter.tsc_per_instruction = tsc_per_instruction
+        counter.exact_counter = exact_counter or 0
+        counter.tsc_native = int(native)
+
+    def adjust_tsc(self, delta: int) -> None:
+        """A write to the TSC moved it by ``delta`` within the running slice."""
+        self._counter.tsc_base = (self._counter.tsc_base + delta) & ((1 << 64) - 1)
+
+    def learn_place(self, block_pc: int, rip: int, offset: int) -> None:
+        """The instruction at ``rip`` (64-bit code) is ``offset`` instructions into the block at ``block_pc``."""
+        place = self._counter.places[(rip ^ (rip >> 9)) & (KNOWN_PLACES - 1)]
+        place.block_pc, place.rip, place.offset = block_pc, rip, offset
+        place.generation = self._counter.place_generation
+
+    def take_rdtsc_answered(self) -> int:
+        """How many RDTSCs the C hook answered since the last call."""
+        answered, self._counter.rdtsc_answered = self._counter.rdtsc_answered, 0
+        return answered
 
     def request_stop(self) -> None:
         """End the running slice where its next block starts (any thread)."""

@@ -13,6 +13,7 @@ through instruction hooks: all are emulated in
 
 from __future__ import annotations
 
+import ctypes
 import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -31,10 +32,11 @@ from unicorn import (
 from unicorn import x86_const as r
 
 from osvemu.cpu import special, x86
+from osvemu.cpu.blockcounter import NATIVE_RDTSC
 from osvemu.cpu.delivery import Source
 from osvemu.cpu.paging import TranslationFault
 from osvemu.cpu.surroundings import Access, Unmapped
-from osvemu.cpu.ucinternals import EXCP_VMEXIT, add_instruction_hook
+from osvemu.cpu.ucinternals import EXCP_VMEXIT, INSTRUCTION_CALLBACK, add_instruction_hook, add_native_instruction_hook
 from osvemu.errors import GuestFault
 
 if TYPE_CHECKING:
@@ -95,8 +97,12 @@ class CoreExits:
         uc.hook_add(UC_HOOK_INSN, self._on_out, None, 1, 0, r.UC_X86_INS_OUT)
         uc.hook_add(UC_HOOK_INSN, self._on_cpuid, None, 1, 0, r.UC_X86_INS_CPUID)
         uc.hook_add(UC_HOOK_INSN, self._on_syscall, None, 1, 0, r.UC_X86_INS_SYSCALL)
-        self._native_hooks = [add_instruction_hook(uc, r.UC_X86_INS_RDTSC, self._on_rdtsc),
-                              add_instruction_hook(uc, r.UC_X86_INS_RDTSCP, self._on_rdtscp)]
+        # RDTSC in C where its place is known (osvemu_rdtsc in blockcount.c), here where not.
+        fallback = INSTRUCTION_CALLBACK(self._on_rdtsc)
+        counter = core.slices.counter
+        counter.answer_rdtsc(ctypes.cast(fallback, ctypes.c_void_p).value, *core.internals.edx_eax_addresses)
+        add_native_instruction_hook(uc, r.UC_X86_INS_RDTSC, NATIVE_RDTSC, counter.address)
+        self._native_hooks = [fallback, add_instruction_hook(uc, r.UC_X86_INS_RDTSCP, self._on_rdtscp)]
         uc.hook_add(UC_HOOK_MEM_READ_UNMAPPED | UC_HOOK_MEM_WRITE_UNMAPPED | UC_HOOK_MEM_FETCH_UNMAPPED,
                     self._on_unmapped)
         for base, size in core.platform.mmio_regions(core):

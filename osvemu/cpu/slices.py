@@ -24,7 +24,7 @@ from unicorn import UC_PROT_ALL, UC_PROT_EXEC, UC_PROT_READ, Uc, UcError
 from unicorn import x86_const as r
 from unicorn.unicorn import UcContext
 
-from osvemu.clock import CoreClock
+from osvemu.clock import NS_PER_INSTRUCTION, CoreClock, tsc_at
 from osvemu.cpu import x86
 from osvemu.cpu.blockcounter import BlockCounter
 from osvemu.cpu.linear import LinearMemory
@@ -56,6 +56,7 @@ class SliceRunner:
         self._counter = BlockCounter(uc)
         self._block_offsets: dict[tuple[int, int], int] = {}  # (block, place) -> instructions before it
         self._frozen: UcContext | None = None  # the state a stop left, while the slice winds down
+        self.tsc_adjust = 0  # what writes to the TSC moved it by (Core.tsc_adjust)
         self._translated_exact: bool | None = None  # how the translated code counts
 
     def run(self, count: int, now_ns: int, exact: bool = False) -> tuple[int, UcError | None]:
@@ -73,6 +74,8 @@ class SliceRunner:
         self.exact = exact
         self._counter.start(0 if exact else count)
         self._clock.start_slice(now_ns, self._retired_so_far if count else None)
+        self._counter.time_slice(tsc_at(now_ns) + self.tsc_adjust, tsc_at(NS_PER_INSTRUCTION),
+                                 self._internals.counter_address if exact else None, native=count > 0)
         self._internals.clear_exception_record()  # nothing is being delivered between slices
         self._internals.arm_intercepts()
         self.paused_mid_slice = False
@@ -139,7 +142,17 @@ class SliceRunner:
             if len(self._block_offsets) >= BLOCK_OFFSETS_KEPT:
                 self._block_offsets.clear()
             self._block_offsets[key] = offset
+        if self._linear.code_width() == 64:
+            self._counter.learn_place(start, linear, offset)  # the next RDTSC here is answered in C
         return before_block + offset
+
+    @property
+    def counter(self) -> BlockCounter:
+        return self._counter
+
+    def take_rdtsc_answered(self) -> int:
+        """RDTSCs answered in C since the last call."""
+        return self._counter.take_rdtsc_answered()
 
     def forget_decoded_code(self) -> None:
         """Translations were dropped: so are the places decoded in them and

@@ -478,6 +478,16 @@ class CoreInternals:
         instruction, with this one complete and counted."""
         self._limit.value = self._counter.value
 
+    @property
+    def counter_address(self) -> int:
+        """Where ``uc_struct.emu_counter`` is (read by osvemu's native RDTSC)."""
+        return ctypes.addressof(self._counter)
+
+    @property
+    def edx_eax_addresses(self) -> tuple[int, int]:
+        """Where env->regs[R_EAX] and [R_EDX] are."""
+        return ctypes.addressof(self._rax), ctypes.addressof(self._rdx)
+
     def retired_so_far(self) -> int:
         """Instructions retired in the current slice, read from inside a hook
         (the instruction being executed is included)."""
@@ -621,6 +631,18 @@ INTERCEPTED_EXITS = (1 << (SVM_EXIT_MSR - SVM_EXIT_INTR)) | (1 << (SVM_EXIT_SHUT
 #: A UC_HOOK_INSN callback for RDTSC/RDTSCP (``uc_cb_insn_cpuid_t``): return 1
 #: to skip the instruction's own read.
 INSTRUCTION_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+
+
+def add_native_instruction_hook(uc: Uc, instruction: int, function: int, data: int) -> None:
+    """Hook RDTSC or RDTSCP by kind (as :func:`add_instruction_hook`) with a
+    C function of osvemu's own and its user data."""
+    handle = _binding.uc_hook_h()
+    status = _binding.uclib.uc_hook_add(uc._uch, ctypes.byref(handle), UC_HOOK_INSN, ctypes.c_void_p(function),
+                                        ctypes.c_void_p(data), ctypes.c_uint64(1), ctypes.c_uint64(0),
+                                        ctypes.c_int(instruction))
+    if status != UC_ERR_OK:
+        raise EmulatorError(f"cannot hook instruction {instruction} in Unicorn (error {status}): "
+                            "unsupported Unicorn version")
 
 
 def add_instruction_hook(uc: Uc, instruction: int, callback: Callable[[int, int], int]) -> object:
