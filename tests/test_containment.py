@@ -309,8 +309,8 @@ def test_a_long_hypercall_flood_stays_in_bounded_memory(tmp_path, attacker_elf):
 @pytest.mark.parametrize("attack", ["alias", pytest.param("stack", marks=pytest.mark.slow),
                                     pytest.param("user_hypercall", marks=pytest.mark.slow)])
 def test_an_attack_has_the_same_outcome_under_fast(tmp_path, attacker_elf, attack):
-    """Fast mode's uncounted slices refuse, record and contain exactly as
-    counted ones do: same attacker console, same violations."""
+    """Fast mode's run-ahead slices refuse, record and contain exactly as
+    deterministic ones do: same attacker console, same violations."""
     config = tmp_path / "pair.toml"
     config.write_text(attacker_pair(attacker_elf, sender=f"attack={attack}"))
     outcomes = []

@@ -15,10 +15,10 @@ access that ends the slice with an error -- the instructions it did not
 start are taken off again (:meth:`BlockCounter.cut_block_at`), so the count
 is that of instructions started, as Unicorn's own count reports it.
 
-The counter also serves every mode as the preemption point: fast mode's
-timer and ``--timeout`` set its stop flag, which ends the slice where the
-next block starts, never inside an instruction.  ``emu_stop`` from another
-thread cannot be used for that: Unicorn 2.1.4 checks for a stop after every
+The counter also serves every mode as the preemption point: ``--timeout``
+and a device access that must end the slice set its stop flag, which ends
+the slice where the next block starts, never inside an instruction.
+``emu_stop`` from another thread cannot be used for that: Unicorn 2.1.4 checks for a stop after every
 guest load and store as well (``check_exit_request`` in
 ``qemu/tcg/tcg-op.c``), and a stop seen there rewinds the guest to the start
 of the accessing instruction (``cpu_loop_exit_restore`` in
