@@ -303,7 +303,7 @@ def prepare(args: argparse.Namespace, console=None, exact: bool = False) -> Sess
             config = default_config(_topology(args), args.image, _given(args.cmdline, ""), args.kernels,
                                     args.initrd or "")
         plan = osv_plan(config)
-    machine = Machine(plan, console=console, epochs=len(plan.kernels) > 1)  # the same run for any --jobs
+    machine = Machine(plan, console=console)
     machine.boot()
     image = machine.kernels[0].image
     scheduler = Scheduler(machine, args.quantum or DEFAULT_QUANTUM, args.fast,

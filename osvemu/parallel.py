@@ -36,13 +36,12 @@ import signal
 import time
 from dataclasses import dataclass, field
 
-from osvemu.clock import NS_PER_INSTRUCTION
 from osvemu.errors import EmulatorError
 from osvemu.platform.apicbus import IoStats
 from osvemu.platform.channels import ChannelChanges
 from osvemu.platform.ends import EXIT_FAULT, idle, unfinished
 from osvemu.platform.machine import DeferredNotify, Machine
-from osvemu.scheduler import RunLimits, RunResult, Scheduler
+from osvemu.scheduler import IDLE_END, RunLimits, RunResult, Scheduler
 
 
 @dataclass
@@ -74,10 +73,6 @@ class FinalState:
 
 #: The round given to the lines the consoles hold when the run ends.
 CLOSING_ROUND = 1 << 62
-
-
-def _labelled(kernel, line: str) -> str:
-    return f"[{kernel.name}] {line}" if kernel.placement.labelled else line
 
 
 def assign(kernels: int, jobs: int) -> list[frozenset[int]]:
@@ -197,19 +192,14 @@ def _work(machine: Machine, template: Scheduler, kernels: frozenset[int], pipe) 
                                   sum(machine.cores[i].instructions for i in _cores_of(machine, kernels)), error))
             lines.clear()
         why = payload
-        if why is not None and not _all_ended(machine, kernels):
-            for index in sorted(kernels):
-                kernel = machine.kernels[index]
-                kernel.restarts_left, kernel.restart_due = 0, False
-                if not kernel.ended:
-                    reason = "every core halted, nothing pending" if why == "idle" else why
-                    machine.end_kernel(kernel, idle(reason) if why == "idle" else unfinished(why))
+        if why is not None:
+            machine.end_remaining(lambda kernel: idle(IDLE_END) if why == "idle" else unfinished(why), kernels)
         machine.round = CLOSING_ROUND  # what the consoles still hold comes after everything, by kernel
         for index in sorted(kernels):
             kernel = machine.kernels[index]
             last = kernel.uart.console.close()
             if last is not None:
-                lines.append((CLOSING_ROUND, index, len(lines), _labelled(kernel, last)))
+                lines.append((CLOSING_ROUND, index, len(lines), kernel.console_text(last)))
         scheduler.finish(None)
         pipe.send(_final_state(machine, scheduler, kernels, lines))
     finally:
@@ -254,7 +244,7 @@ def _merge(machine: Machine, scheduler: Scheduler, final: FinalState, last_round
     """One worker's knowledge of its kernels, into the parent's machine.  A
     worker stops once its kernels have ended; one process would have gone on
     to ``last_round``, an ended kernel's time moving on a quantum a round."""
-    step = scheduler.quantum * NS_PER_INSTRUCTION
+    step = scheduler.round_ns
     for index, data in final.kernels.items():
         kernel = machine.kernels[index]
         kernel.end, kernel.lives, kernel.restarts_left = data["end"], data["lives"], data["restarts_left"]

@@ -33,6 +33,8 @@ from osvemu.platform.ends import EXIT_FAULT, idle, unfinished
 from osvemu.platform.machine import Machine
 
 DEFAULT_QUANTUM = 20_000
+#: How a kernel still alive ends when nothing can happen any more.
+IDLE_END = "every core halted, nothing pending"
 #: Rounds in an epoch of a run with lock-step epochs (osvemu.parallel): a
 #: NOTIFY from one kernel to another takes effect at the end of its epoch.
 EPOCH_ROUNDS = 16
@@ -122,17 +124,24 @@ class Scheduler:
                 deadlines.append(lapic.timer_deadline)
         return min(deadlines) if deadlines else None
 
+    @property
+    def round_ns(self) -> int:
+        """The virtual time one round moves a kernel on by: a quantum's instructions."""
+        return self.quantum * clock.NS_PER_INSTRUCTION
+
     def _total_instructions(self) -> int:
         return sum(core.instructions for core in self.machine.cores)
 
-    def _instruction_limit_reached(self) -> bool:
+    def _instruction_limit(self) -> tuple[int, str] | None:
         """--max-instructions: checked at round ends, from a running total
         (the sum over every core only once the total may have reached it)."""
         limit = self.limits.max_instructions
         if limit is None or self._retired_total < limit:
-            return False
+            return None
         self._retired_total = self._total_instructions()
-        return self._retired_total >= limit
+        if self._retired_total < limit:
+            return None
+        return self._limit_result(f"stopped after {self._retired_total} instructions (--max-instructions)")
 
     def _now(self, core: Core) -> int:
         """The virtual time of ``core``'s kernel."""
@@ -227,15 +236,12 @@ class Scheduler:
         """The run is over: every kernel has ended for good -- for a worker,
         every kernel of its own (osvemu.parallel)."""
         if self.machine.exit is not None:
-            return self.machine.exit.status, self._ended_reason()
+            return self.machine.exit.status, self.ended_reason()
         if self.worker and all(self.machine.kernels[index].ended_for_good for index in self.kernels):
             return self.machine.run_status(), "the worker's kernels ended"
         return None
 
     def ended_reason(self) -> str:
-        return self._ended_reason()
-
-    def _ended_reason(self) -> str:
         """Why the run ended when every kernel has: one line for one kernel,
         else how many ended cleanly."""
         kernels = self.machine.kernels
@@ -265,9 +271,7 @@ class Scheduler:
         self.machine.synchronize_channels(self.kernels)
         self.machine.deliver_notifies(notifies)
         self.start_epoch()
-        if self._instruction_limit_reached():
-            return self._limit_result(f"stopped after {self._total_instructions()} instructions (--max-instructions)")
-        return None
+        return self._instruction_limit()
 
     def start_epoch(self) -> None:
         """A worker's next epoch begins (after its deliveries)."""
@@ -308,7 +312,7 @@ class Scheduler:
         time jumps to its next deadline at the end of the round."""
         kernel = self._kernel_index[core.index]
         now = self._now(core)
-        step = self.quantum * clock.NS_PER_INSTRUCTION
+        step = self.round_ns
         rounds = RUN_AHEAD_ROUNDS
         own = self.machine.lapics[core.index].timer_deadline
         deadlines = [own] if own is not None else []
@@ -336,7 +340,7 @@ class Scheduler:
         self.rounds += extra
         self._extra_rounds += extra
         for kernel in self.machine.kernels:
-            self.kernel_ns[kernel.index] += extra * self.quantum * clock.NS_PER_INSTRUCTION
+            self.kernel_ns[kernel.index] += extra * self.round_ns
 
     def _prepare(self, core: Core) -> bool:
         """Timers, wake-up and interrupt delivery before a slice; whether the core runs."""
@@ -409,13 +413,13 @@ class Scheduler:
             finished = self._finished()
             if finished is not None:
                 return finished
-        something_can_happen = self._advance_time(ran_cores) or restarted
+        something_can_happen = self._advance_time(ran_kernels) or restarted
         if not self.machine.epochs:
             if not something_can_happen:
                 return self._idle_result()
-            if self._instruction_limit_reached():
-                return self._limit_result(f"stopped after {self._total_instructions()} instructions "
-                                          "(--max-instructions)")
+            limited = self._instruction_limit()
+            if limited is not None:
+                return limited
         else:
             if something_can_happen:
                 self.idle_in_epoch = False
@@ -427,13 +431,12 @@ class Scheduler:
             return self._limit_result(f"stopped after {self.limits.timeout:g} s (--timeout)")
         return None
 
-    def _advance_time(self, ran_cores: set[int]) -> bool:
-        """Move virtual time on after a round in which ``ran_cores`` ran;
-        False when nothing can ever happen again (no core ran and no timer
-        will wake one)."""
-        step = self.quantum * clock.NS_PER_INSTRUCTION
-        anything = bool(ran_cores)
-        ran_kernels = {self._kernel_index[index] for index in ran_cores}
+    def _advance_time(self, ran_kernels: set[int | None]) -> bool:
+        """Move virtual time on after a round in which cores of
+        ``ran_kernels`` ran; False when nothing can ever happen again (no
+        core ran and no timer will wake one)."""
+        step = self.round_ns
+        anything = bool(ran_kernels)
         for kernel in self.machine.kernels:
             if kernel.index not in self.kernels:
                 continue
@@ -447,10 +450,10 @@ class Scheduler:
 
     def _idle_result(self) -> tuple[int, str]:
         halted = sum(1 for core in self.machine.cores if core.state is CoreState.HALTED)
-        self.machine.end_remaining(lambda kernel: idle("every core halted, nothing pending"))
+        self.machine.end_remaining(lambda kernel: idle(IDLE_END))
         if len(self.machine.kernels) == 1 and self.machine.kernels[0].end.clean:
             return 0, f"all cores idle ({halted} halted, nothing pending)"
-        return self.machine.run_status(), self._ended_reason()
+        return self.machine.run_status(), self.ended_reason()
 
     def _limit_result(self, why: str) -> tuple[int, str]:
         self.machine.end_remaining(lambda kernel: unfinished(why))

@@ -97,6 +97,10 @@ class Kernel:
     def name(self) -> str:
         return self.placement.name
 
+    def console_text(self, line: str) -> str:
+        """A line of the kernel's console as printed: named when kernels share the console."""
+        return f"[{self.name}] {line}" if self.placement.labelled else line
+
     @property
     def status(self) -> int | None:
         return self.end.status if self.end is not None else None
@@ -135,7 +139,7 @@ class DeferredNotify:
 
 
 class Machine:
-    def __init__(self, plan: MachinePlan, console: Callable[[str], None] | None = None, epochs: bool = False) -> None:
+    def __init__(self, plan: MachinePlan, console: Callable[[str], None] | None = None) -> None:
         self.plan = plan
         self.topology = plan.topology
         self.monitor = plan.monitor
@@ -146,8 +150,10 @@ class Machine:
         #: Lock-step epochs (osvemu.parallel): a NOTIFY to another kernel is
         #: kept in ``deferred_notifies`` and delivered at the next epoch
         #: boundary, and each kernel works on its own copies of its channels
-        #: (osvemu.platform.channels), merged at the boundaries.
-        self.epochs = epochs
+        #: (osvemu.platform.channels), merged at the boundaries.  Every
+        #: machine of several kernels runs so, whichever tool runs it and in
+        #: however many processes: the same plan gives the same run.
+        self.epochs = epochs = len(plan.kernels) > 1
         self.deferred_notifies: list[DeferredNotify] = []
         #: Where console lines go instead of the console callback: (kernel index, core index, line).
         self.console_sink: Callable[[int, int, str], None] | None = None
@@ -327,10 +333,13 @@ class Machine:
     def run_status(self) -> int:
         return run_status([kernel.end for kernel in self.kernels if kernel.end is not None])
 
-    def end_remaining(self, make_end) -> None:
-        """End every kernel still alive with ``make_end(kernel)`` (the run
-        is over: idle, or stopped by a limit); no restarts follow."""
+    def end_remaining(self, make_end, kernels: frozenset[int] | None = None) -> None:
+        """End every kernel still alive (of ``kernels``, if given: a worker's
+        own) with ``make_end(kernel)`` (the run is over: idle, or stopped by
+        a limit); no restarts follow."""
         for kernel in self.kernels:
+            if kernels is not None and kernel.index not in kernels:
+                continue
             kernel.restarts_left, kernel.restart_due = 0, False  # a restart still due does not happen
             if not kernel.ended:
                 self.end_kernel(kernel, make_end(kernel))
@@ -595,7 +604,7 @@ class Machine:
             self._emit(core, TimerFired(fired, lapic.lvt_timer_vector))
 
     def _console_line(self, core: Core, kernel: Kernel, line: str) -> None:
-        text = f"[{kernel.name}] {line}" if kernel.placement.labelled else line
+        text = kernel.console_text(line)
         if self.console_sink is not None:
             self.console_sink(kernel.index, core.index, text)
         else:
