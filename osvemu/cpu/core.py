@@ -119,7 +119,6 @@ class Core:
         self.hook_error: BaseException | None = None
         self.refused_access_at: int | None = None  # guest-physical address of a refused access, uncounted
         self.skip_breakpoint_at: int | None = None  # a debugger breakpoint to run through once
-        self._tsc_adjust = 0  # what writes to the TSC MSR moved the counter by
         self.msr_storage: dict[int, int] = {}  # MSRs that read back what was written (osvemu.cpu.msr)
         self.msr_counts: Counter[tuple[int, str]] = Counter()  # (MSR, "read"/"write"/"... #GP")
         self.special_counts: Counter[str] = Counter()  # emulated RDTSC/RDTSCP and SYSCALL
@@ -151,19 +150,15 @@ class Core:
         self.slices = SliceRunner(self.uc, self.register_access, self.internals, self.clock, self.linear)
         self.scratch = ScratchPages(self.uc)
         self.exits = CoreExits(self, self.uc)
-        self.slices.tsc_adjust = self._tsc_adjust
 
     @property
     def tsc_adjust(self) -> int:
-        """What writes to the TSC MSR moved the counter by."""
-        return self._tsc_adjust
+        """What writes to the TSC MSR moved the counter by (kept with the slices, which time RDTSC)."""
+        return self.slices.tsc_adjust
 
     @tsc_adjust.setter
     def tsc_adjust(self, value: int) -> None:
-        delta, self._tsc_adjust = value - self._tsc_adjust, value
-        if self.built:
-            self.slices.tsc_adjust = value
-            self.slices.counter.adjust_tsc(delta)  # the running slice's RDTSCs in C see it at once
+        self.slices.tsc_adjust = value
 
     # ------------------------------------------------------------ state
     @property

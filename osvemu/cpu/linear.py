@@ -79,12 +79,14 @@ class LinearMemory:
         self._walks: dict[tuple[int, int, bool, bool, int], tuple[tuple[int, ...], tuple[int, ...], int]] = {}
 
     def efer(self) -> int:
+        if self._held is not None:
+            return self._held[3]
         return self._internals.msr_read(x86.MSR_EFER)
 
     def hold_paging(self) -> None:
         """Read CR0, CR3, CR4 and EFER once for the walks of one act of the
         processor (an interrupt's delivery), during which they cannot change."""
-        self._held = (*self._registers.read_many(_PAGING_REGISTERS), self.efer())
+        self._held = (*self._registers.read_many(_PAGING_REGISTERS), self._internals.msr_read(x86.MSR_EFER))
 
     def release_paging(self) -> None:
         self._held = None
@@ -165,10 +167,8 @@ class LinearMemory:
     def guest_read(self, address: int, size: int, write: bool = False) -> bytes:
         """Bytes the processor reads at a linear address while acting for the
         guest (``write``: the access is a read-modify-write, checked as a write)."""
-        pieces = [(address, size)] if address & _PAGE_OFFSET_MASK <= x86.PAGE_SIZE - size \
-            else page_pieces(address, size)
         out = b""
-        for linear, step in pieces:
+        for linear, step in page_pieces(address, size):
             gpa = self.guest_translate(linear, write)
             if self.view.contains(gpa, step):
                 out += self.view.read(gpa, step)

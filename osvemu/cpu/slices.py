@@ -56,7 +56,7 @@ class SliceRunner:
         self._counter = BlockCounter(uc)
         self._block_offsets: dict[tuple[int, int], int] = {}  # (block, place) -> instructions before it
         self._frozen: UcContext | None = None  # the state a stop left, while the slice winds down
-        self.tsc_adjust = 0  # what writes to the TSC moved it by (Core.tsc_adjust)
+        self._tsc_adjust = 0  # what writes to the TSC MSR moved it by (Core.tsc_adjust)
         self._translated_exact: bool | None = None  # how the translated code counts
 
     def run(self, count: int, now_ns: int, exact: bool = False) -> tuple[int, UcError | None]:
@@ -74,7 +74,7 @@ class SliceRunner:
         self.exact = exact
         self._counter.start(0 if exact else count)
         self._clock.start_slice(now_ns, self._retired_so_far if count else None)
-        self._counter.time_slice(tsc_at(now_ns) + self.tsc_adjust, tsc_at(NS_PER_INSTRUCTION),
+        self._counter.time_slice(tsc_at(now_ns) + self._tsc_adjust, tsc_at(NS_PER_INSTRUCTION),
                                  self._internals.counter_address if exact else None, native=count > 0)
         self._internals.clear_exception_record()  # nothing is being delivered between slices
         self._internals.arm_intercepts()
@@ -145,6 +145,16 @@ class SliceRunner:
         if self._linear.code_width() == 64:
             self._counter.learn_place(start, linear, offset)  # the next RDTSC here is answered in C
         return before_block + offset
+
+    @property
+    def tsc_adjust(self) -> int:
+        return self._tsc_adjust
+
+    @tsc_adjust.setter
+    def tsc_adjust(self, value: int) -> None:
+        """A write to the TSC: the running slice's RDTSCs answered in C see it at once."""
+        self._counter.adjust_tsc(value - self._tsc_adjust)
+        self._tsc_adjust = value
 
     @property
     def counter(self) -> BlockCounter:
