@@ -71,6 +71,8 @@ class FinalState:
     lines: list[tuple[int, int, int, str]] = field(default_factory=list)
 
 
+#: What a worker knows of each of its cores, given back to the parent as it is.
+_CORE_FIELDS = ("instructions", "slices_run", "interrupts_taken", "exceptions_taken", "state", "fault")
 #: The round given to the lines the consoles hold when the run ends.
 CLOSING_ROUND = 1 << 62
 
@@ -181,14 +183,14 @@ def _work(machine: Machine, template: Scheduler, kernels: frozenset[int], pipe) 
             machine.deliver_notifies(payload)
             scheduler.start_epoch()
             error = None
-            if outcome is None and not _all_ended(machine, kernels):
+            if outcome is None and not machine.ended_for_good(kernels):
                 try:
                     outcome = scheduler.advance()
                 except Exception as caught:  # noqa: BLE001 - reported to the parent, which stops the run
                     error = f"{type(caught).__name__}: {caught}"
             notifies, machine.deferred_notifies = machine.deferred_notifies, []
             changes = machine.channels.changes(kernels) if machine.channels is not None else []
-            pipe.send(EpochReport(lines[:], notifies, changes, _all_ended(machine, kernels), scheduler.idle_in_epoch,
+            pipe.send(EpochReport(lines[:], notifies, changes, machine.ended_for_good(kernels), scheduler.idle_in_epoch,
                                   sum(machine.cores[i].instructions for i in _cores_of(machine, kernels)), error))
             lines.clear()
         why = payload
@@ -200,15 +202,10 @@ def _work(machine: Machine, template: Scheduler, kernels: frozenset[int], pipe) 
             last = kernel.uart.console.close()
             if last is not None:
                 lines.append((CLOSING_ROUND, index, len(lines), kernel.console_text(last)))
-        scheduler.finish(None)
         pipe.send(_final_state(machine, scheduler, kernels, lines))
     finally:
         pipe.close()
         os._exit(0)  # no atexit handlers, no flushing of the parent's buffers
-
-
-def _all_ended(machine: Machine, kernels: frozenset[int]) -> bool:
-    return all(machine.kernels[index].ended_for_good for index in kernels)
 
 
 def _cores_of(machine: Machine, kernels: frozenset[int]) -> list[int]:
@@ -223,11 +220,9 @@ def _final_state(machine: Machine, scheduler: Scheduler, kernels: frozenset[int]
         final.kernel_ns[index] = scheduler.kernel_ns[index]
         for core in kernel.cores:
             lapic = machine.lapics[core.index]
-            final.cores[core.index] = {
-                "instructions": core.instructions, "slices_run": core.slices_run,
-                "interrupts_taken": core.interrupts_taken, "exceptions_taken": core.exceptions_taken,
-                "state": core.state, "fault": core.fault, "special_counts": dict(core.special_counts),
-                "msr_counts": dict(core.msr_counts), "timer_fires": lapic.timer_fires}
+            final.cores[core.index] = {name: getattr(core, name) for name in _CORE_FIELDS} | {
+                "special_counts": dict(core.special_counts), "msr_counts": dict(core.msr_counts),
+                "timer_fires": lapic.timer_fires}
     for apic_id, stats in machine.bus.stats.items():
         final.bus[apic_id] = (stats.sent, stats.received, stats.refused, dict(stats.by_mode))
     for owner, stats in machine.bus.io_stats.items():
@@ -252,7 +247,7 @@ def _merge(machine: Machine, scheduler: Scheduler, final: FinalState, last_round
         scheduler.kernel_ns[index] = final.kernel_ns[index] + (last_round - final.rounds) * step
     for index, data in final.cores.items():
         core = machine.cores[index]
-        for name in ("instructions", "slices_run", "interrupts_taken", "exceptions_taken", "state", "fault"):
+        for name in _CORE_FIELDS:
             setattr(core, name, data[name])
         core.special_counts.update(data["special_counts"])
         core.msr_counts.update(data["msr_counts"])

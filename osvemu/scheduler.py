@@ -237,7 +237,7 @@ class Scheduler:
         every kernel of its own (osvemu.parallel)."""
         if self.machine.exit is not None:
             return self.machine.exit.status, self.ended_reason()
-        if self.worker and all(self.machine.kernels[index].ended_for_good for index in self.kernels):
+        if self.worker and self.machine.ended_for_good(self.kernels):
             return self.machine.run_status(), "the worker's kernels ended"
         return None
 

@@ -90,6 +90,7 @@ from unicorn.x86_const import (
 )
 
 from osvemu.cpu import x86
+from osvemu.cpu.blockcounter import check_block_counting
 from osvemu.cpu.registers import RegisterAccess
 from osvemu.errors import EmulatorError
 
@@ -398,6 +399,7 @@ def locate() -> UnicornInternals:
     internals = UnicornInternals(_locate_counter(), error_code, old_exception, _locate_hflags(), _locate_segments(),
                                  cpu_pointer, halted, *_locate_env(cpu_pointer))
     _check_intercepts(internals)
+    check_block_counting()
     return internals
 
 

@@ -333,6 +333,10 @@ class Machine:
     def run_status(self) -> int:
         return run_status([kernel.end for kernel in self.kernels if kernel.end is not None])
 
+    def ended_for_good(self, kernels: frozenset[int]) -> bool:
+        """Whether every one of these kernels has ended for good."""
+        return all(self.kernels[index].ended_for_good for index in kernels)
+
     def end_remaining(self, make_end, kernels: frozenset[int] | None = None) -> None:
         """End every kernel still alive (of ``kernels``, if given: a worker's
         own) with ``make_end(kernel)`` (the run is over: idle, or stopped by
