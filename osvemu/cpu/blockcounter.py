@@ -30,12 +30,11 @@ its store has happened, so the instruction runs a second time on resume: an
 from __future__ import annotations
 
 import ctypes
-import importlib.machinery
-from pathlib import Path
 
 from unicorn import UC_HOOK_BLOCK, Uc
 from unicorn.unicorn_py3 import unicorn as _binding
 
+from osvemu.cpu import native
 from osvemu.errors import EmulatorError
 
 #: ``UC_CTL_READ_WRITE(UC_CTL_TB_REQUEST_CACHE, 2)`` (include/unicorn/unicorn.h):
@@ -80,34 +79,13 @@ class _Counter(ctypes.Structure):
                 ("known", _KnownBlock * KNOWN_BLOCKS), ("places", _KnownPlace * KNOWN_PLACES)]
 
 
-def _library_path() -> Path:
-    here = Path(__file__).resolve().parent
-    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        candidate = here / f"_blockcount{suffix}"
-        if candidate.exists():
-            return candidate
-    raise EmulatorError("osvemu's block counter (osvemu/cpu/blockcount.c) is not built: reinstall osvemu with pip, "
-                        "which compiles it (gcc is required)")
-
-
-def _load() -> tuple[ctypes.CDLL, int]:
-    library = ctypes.CDLL(str(_library_path()))
+def _load() -> tuple[int, int]:
     checked = [name for name, _ in _Counter._fields_ if name not in ("known", "places")]  # the tables close it
-    offsets = (ctypes.c_uint64 * (len(checked) + 1))()
-    library.osvemu_block_counter_layout(offsets)
-    expected = [getattr(_Counter, name).offset for name in checked] + [ctypes.sizeof(_Counter)]
-    if list(offsets) != expected:
-        raise EmulatorError(f"osvemu's block counter was built with another layout ({list(offsets)} != {expected}): "
-                            "reinstall osvemu")
-    return library, ctypes.cast(library.osvemu_count_block, ctypes.c_void_p).value, \
-        ctypes.cast(library.osvemu_rdtsc, ctypes.c_void_p).value
+    native.check_layout(_Counter, "osvemu_block_counter_layout", checked)
+    return native.function_address("osvemu_count_block"), native.function_address("osvemu_rdtsc")
 
 
-_LIBRARY, _COUNT_BLOCK, NATIVE_RDTSC = _load()
-
-
-def _native(name: str) -> int:
-    return ctypes.cast(getattr(_binding.uclib, name), ctypes.c_void_p).value
+_COUNT_BLOCK, NATIVE_RDTSC = _load()
 
 
 class BlockCounter:
@@ -115,8 +93,8 @@ class BlockCounter:
 
     def __init__(self, uc: Uc) -> None:
         self._counter = counter = _Counter()
-        counter.uc_ctl = _native("uc_ctl")
-        counter.uc_emu_stop = _native("uc_emu_stop")
+        counter.uc_ctl = native.unicorn_function("uc_ctl")
+        counter.uc_emu_stop = native.unicorn_function("uc_emu_stop")
         counter.request_cache = REQUEST_CACHE_CONTROL
         handle = _binding.uc_hook_h()
         status = _binding.uclib.uc_hook_add(uc._uch, ctypes.byref(handle), UC_HOOK_BLOCK, _COUNT_BLOCK,
@@ -154,7 +132,7 @@ class BlockCounter:
         addresses (env->regs)."""
         counter = self._counter
         counter.fallback, counter.rax, counter.rdx = fallback, rax, rdx
-        counter.uc_reg_read = _native("uc_reg_read")
+        counter.uc_reg_read = native.unicorn_function("uc_reg_read")
 
     def time_slice(self, tsc_base: int, tsc_per_instruction: int, exact_counter: int | None, native: bool) -> None:
         """The TSC of the slice about to run: at its start and per

@@ -35,6 +35,7 @@ from osvemu.clock import NS_PER_INSTRUCTION, CoreClock
 from osvemu.cpu import interrupts, lifecycle, x86
 from osvemu.cpu.delivery import Mode, Source, cpu_mode
 from osvemu.cpu.exits import OPCODE_VMMCALL, CoreExits
+from osvemu.cpu.fastdelivery import FastDelivery
 from osvemu.cpu.fault import FaultReport, fault_report
 from osvemu.cpu.lifecycle import CoreState
 from osvemu.cpu.linear import LinearMemory, canonical, page_pieces
@@ -94,7 +95,8 @@ NO_PROGRESS_SLICES = 64
 #: Room for the largest register Unicorn reads into a buffer (an x87 or SSE register).
 _RAW_REGISTER_BYTES = 64
 #: What Core._build makes.
-_BUILT_ATTRIBUTES = frozenset({"uc", "register_access", "internals", "linear", "slices", "scratch", "exits"})
+_BUILT_ATTRIBUTES = frozenset({"uc", "register_access", "internals", "linear", "slices", "scratch", "exits",
+                               "fast_delivery"})
 
 
 class Core:
@@ -150,6 +152,7 @@ class Core:
         self.slices = SliceRunner(self.uc, self.register_access, self.internals, self.clock, self.linear)
         self.scratch = ScratchPages(self.uc)
         self.exits = CoreExits(self, self.uc)
+        self.fast_delivery = FastDelivery(self.uc._uch.value, self.internals, self.view)
 
     @property
     def tsc_adjust(self) -> int:

@@ -82,7 +82,15 @@ def take(core: Core, vector: int, source: Source, error_code: int | None, kind: 
     during delivery is delivered in turn or, per Table 6-5, becomes #DF; a
     fault delivering #DF is the shutdown state (a triple fault), which stops
     the core.  An access the platform refuses without a substitute abandons
-    the delivery (the core stops with a fault, or its kernel has ended)."""
+    the delivery (the core stops with a fault, or its kernel has ended).
+
+    The common case is delivered in C (:mod:`osvemu.cpu.fastdelivery`),
+    which declines, changing nothing, whatever it does not cover."""
+    done = core.fast_delivery.deliver(vector, error_code, source is Source.SOFTWARE)
+    if done is not None:
+        interrupted_at, handler, rsp = done
+        _taken(core, kind or _TAKEN_KIND[source], vector, error_code, interrupted_at, handler, rsp)
+        return
     interrupted_at = core.read_register(r.UC_X86_REG_RIP)
     chain: list[str] = []
     current = (vector, source, error_code)
@@ -113,19 +121,26 @@ def take(core: Core, vector: int, source: Source, error_code: int | None, kind: 
     else:
         core.stop_with_fault("triple fault", "; ".join(chain), chain)
         return
-    core.wake()
     delivered, _, delivered_error = current
     if delivered == x86.VECTOR_DF and chain:
+        core.wake()
         core.emit(DoubleFault("; ".join(chain)))
         return
     if chain or kind is None:
         kind = TakenKind.EXCEPTION if chain else _TAKEN_KIND[source]
+    handler, rsp = core.read_registers((r.UC_X86_REG_RIP, r.UC_X86_REG_RSP))
+    _taken(core, kind, delivered, delivered_error, interrupted_at, handler, rsp)
+
+
+def _taken(core: Core, kind: TakenKind, vector: int, error_code: int | None, interrupted_at: int, handler: int,
+           rsp: int) -> None:
+    """A delivery is done: the core runs its handler, and counts and reports it."""
+    core.wake()
     if kind is TakenKind.EXCEPTION:
         core.exceptions_taken += 1
     else:
         core.interrupts_taken += 1
-    handler, rsp = core.read_registers((r.UC_X86_REG_RIP, r.UC_X86_REG_RSP))
-    core.emit(InterruptTaken(kind, delivered, delivered_error, interrupted_at, handler, rsp))
+    core.emit(InterruptTaken(kind, vector, error_code, interrupted_at, handler, rsp))
 
 
 __all__ = ["CONTRIBUTORY", "escalates_to_double_fault", "interrupt_ready", "interrupts_enabled", "service", "take"]

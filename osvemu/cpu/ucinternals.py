@@ -486,6 +486,12 @@ class CoreInternals:
         return ctypes.addressof(self._counter)
 
     @property
+    def hflags_address(self) -> int:
+        """Where QEMU's hidden flags are (osvemu's native delivery clears
+        HF_GUEST around its EFER read, as :meth:`msr_read` does)."""
+        return ctypes.addressof(self._hflags)
+
+    @property
     def edx_eax_addresses(self) -> tuple[int, int]:
         """Where env->regs[R_EAX] and [R_EDX] are."""
         return ctypes.addressof(self._rax), ctypes.addressof(self._rdx)
