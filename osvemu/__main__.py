@@ -1,5 +1,3 @@
-import sys
+from osvemu.cli import run
 
-from osvemu.cli import main
-
-sys.exit(main())
+run()

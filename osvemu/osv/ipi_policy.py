@@ -46,8 +46,8 @@ from osvemu.platform.apicbus import (
 )
 from osvemu.platform.icr import (
     BROADCAST_ID,
-    ApicState,
     DeliveryMode,
+    DestinationState,
     Icr,
     Shorthand,
     resolve_destinations,
@@ -77,7 +77,7 @@ class PartitionLayout:
 
 
 def route_ipi(icr: Icr, sender_apic_id: int, layout: PartitionLayout,
-              apics: Sequence[ApicState]) -> RoutingDecision:
+              apics: Sequence[DestinationState]) -> RoutingDecision:
     """Deliveries and refusals for one ICR write (see the module docstring)."""
     architectural = architectural_refusal(icr)
     if architectural is not None:
@@ -91,7 +91,7 @@ def route_ipi(icr: Icr, sender_apic_id: int, layout: PartitionLayout,
 
 
 def route_io_interrupt(icr: Icr, partition: int, layout: PartitionLayout,
-                       apics: Sequence[ApicState]) -> RoutingDecision:
+                       apics: Sequence[DestinationState]) -> RoutingDecision:
     """Deliveries and refusals for a message of ``partition``'s I/O APIC."""
     architectural = io_architectural_refusal(icr)
     if architectural is not None:
@@ -102,7 +102,7 @@ def route_io_interrupt(icr: Icr, partition: int, layout: PartitionLayout,
 
 
 def _route_within(icr: Icr, sender_apic_id: int, partition: int, layout: PartitionLayout,
-                  apics: Sequence[ApicState]) -> RoutingDecision:
+                  apics: Sequence[DestinationState]) -> RoutingDecision:
     """Resolve the destination among the partition's own APICs only."""
     own = layout.members(partition)
     own_apics = [a for a in apics if a.apic_id in own]
@@ -120,14 +120,14 @@ def _route_within(icr: Icr, sender_apic_id: int, partition: int, layout: Partiti
 
 def make_policy(layout: PartitionLayout) -> RoutingPolicy:
     """The ApicBus routing policy for this layout."""
-    def policy(icr: Icr, sender_apic_id: int, apics: Sequence[ApicState]) -> RoutingDecision:
+    def policy(icr: Icr, sender_apic_id: int, apics: Sequence[DestinationState]) -> RoutingDecision:
         return route_ipi(icr, sender_apic_id, layout, apics)
     return policy
 
 
 def make_io_policy(layout: PartitionLayout) -> IoRoutingPolicy:
     """The ApicBus policy for I/O APIC messages under this layout."""
-    def policy(icr: Icr, owner: int, apics: Sequence[ApicState]) -> RoutingDecision:
+    def policy(icr: Icr, owner: int, apics: Sequence[DestinationState]) -> RoutingDecision:
         return route_io_interrupt(icr, owner, layout, apics)
     return policy
 

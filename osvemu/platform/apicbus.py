@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
 
-from osvemu.platform.icr import ApicState, DeliveryMode, Icr, resolve_destinations
+from osvemu.platform.icr import DeliveryMode, DestinationState, Icr, resolve_destinations
 from osvemu.platform.lapic import ESR_SEND_ILLEGAL_VECTOR, FIRST_LEGAL_VECTOR, LocalApic
 
 #: ICR delivery modes the SDM reserves (Vol. 3A 10.6.1, Figure 10-12).
@@ -57,9 +57,9 @@ class RoutingDecision:
 
 
 #: ICR, sending APIC ID, APIC states -> decision.
-RoutingPolicy = Callable[[Icr, int, Sequence[ApicState]], RoutingDecision]
+RoutingPolicy = Callable[[Icr, int, Sequence[DestinationState]], RoutingDecision]
 #: I/O APIC message, index of the kernel owning the I/O APIC, APIC states -> decision.
-IoRoutingPolicy = Callable[[Icr, int, Sequence[ApicState]], RoutingDecision]
+IoRoutingPolicy = Callable[[Icr, int, Sequence[DestinationState]], RoutingDecision]
 
 
 def architectural_refusal(icr: Icr) -> Refusal | None:
@@ -86,7 +86,7 @@ def io_architectural_refusal(icr: Icr) -> Refusal | None:
     return None
 
 
-def bare_machine_policy(icr: Icr, sender_apic_id: int, apics: Sequence[ApicState]) -> RoutingDecision:
+def bare_machine_policy(icr: Icr, sender_apic_id: int, apics: Sequence[DestinationState]) -> RoutingDecision:
     """Route as the hardware does: every APIC may be reached."""
     refusal = architectural_refusal(icr)
     if refusal is not None:
@@ -94,7 +94,7 @@ def bare_machine_policy(icr: Icr, sender_apic_id: int, apics: Sequence[ApicState
     return RoutingDecision(tuple(resolve_destinations(icr, sender_apic_id, apics)))
 
 
-def bare_machine_io_policy(icr: Icr, owner: int, apics: Sequence[ApicState]) -> RoutingDecision:
+def bare_machine_io_policy(icr: Icr, owner: int, apics: Sequence[DestinationState]) -> RoutingDecision:
     """Route an I/O APIC's message as the hardware does: every APIC may be
     reached; a destination no APIC answers to is simply not reached."""
     refusal = io_architectural_refusal(icr)
@@ -135,6 +135,8 @@ class ApicBus:
         self._policy = policy
         self._io_policy = io_policy
         self._targets: dict[int, tuple[IpiTarget, LocalApic]] = {}
+        #: The local APICs themselves, for the policies to read what they need of them.
+        self._apics: list[LocalApic] = []
         self.stats: dict[int, IpiStats] = {}
         self.io_stats: dict[int, IoStats] = {}  # by the owning kernel's index
         #: APIC IDs that received something (an interrupt, NMI, INIT or
@@ -148,19 +150,19 @@ class ApicBus:
 
     def attach(self, target: IpiTarget, lapic: LocalApic) -> None:
         self._targets[target.apic_id] = (target, lapic)
+        self._apics.append(lapic)
         self.stats[target.apic_id] = IpiStats()
 
     def send(self, sender: LocalApic, icr: Icr) -> RoutingDecision:
         """An ICR write: decide, then carry out the decision."""
-        states = [lapic.destination_state() for _, lapic in self._targets.values()]
-        decision = self._policy(icr, sender.apic_id, states)
+        decision = self._policy(icr, sender.apic_id, self._apics)
         self.carry_out(sender, icr, decision)
         return decision
 
     def send_io(self, owner: int, icr: Icr) -> RoutingDecision:
         """A message of the I/O APIC that kernel ``owner`` owns: decide, then
         deliver it to each APIC reached."""
-        decision = self._io_policy(icr, owner, [lapic.destination_state() for _, lapic in self._targets.values()])
+        decision = self._io_policy(icr, owner, self._apics)
         stats = self.io_stats.setdefault(owner, IoStats())
         stats.sent += 1
         stats.refused += len(decision.refusals)

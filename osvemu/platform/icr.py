@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Protocol
 
 
 class DeliveryMode(IntEnum):
@@ -83,9 +84,26 @@ class Icr:
         return f"{mode} vector {self.vector:#04x} to {target}"
 
 
+class DestinationState(Protocol):
+    """What destination matching reads of one local APIC: a snapshot
+    (:class:`ApicState`) or the live :class:`~osvemu.platform.lapic.LocalApic`,
+    which the bus hands a routing policy so that only what the decision
+    reads is computed (the PPR of each logical or lowest-priority
+    candidate).  A policy decides before anything changes and keeps none."""
+
+    @property
+    def apic_id(self) -> int: ...
+    @property
+    def ldr(self) -> int: ...
+    @property
+    def dfr(self) -> int: ...
+    @property
+    def ppr(self) -> int: ...
+
+
 @dataclass(frozen=True)
 class ApicState:
-    """What destination matching needs to know about one local APIC."""
+    """What destination matching needs to know about one local APIC, as a snapshot."""
 
     apic_id: int
     ldr: int
@@ -104,7 +122,7 @@ def logical_match(destination: int, ldr: int, dfr: int) -> bool:
     return (cluster == 0xF or cluster == logical_id >> 4) and bool(members & logical_id & 0xF)
 
 
-def resolve_destinations(icr: Icr, sender_apic_id: int, apics: Sequence[ApicState]) -> list[int]:
+def resolve_destinations(icr: Icr, sender_apic_id: int, apics: Sequence[DestinationState]) -> list[int]:
     """APIC IDs the IPI reaches, in ascending order.
 
     A lowest-priority IPI reaches the one matching APIC with the lowest

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from osvemu import clock as vclock
 from osvemu.clock import CoreClock
-from osvemu.platform.icr import ICR_DELIVERY_STATUS, ApicState, Icr
+from osvemu.platform.icr import ICR_DELIVERY_STATUS, Icr
 
 # Register offsets in the 4 KiB xAPIC page (SDM Vol. 3A Table 10-1).
 APIC_ID = 0x20
@@ -128,9 +128,6 @@ class LocalApic:
         if _priority_class(self.tpr) >= _priority_class(isrv):
             return self.tpr & 0xFF
         return isrv & 0xF0
-
-    def destination_state(self) -> ApicState:
-        return ApicState(self.apic_id, self.ldr, self.dfr, self.ppr)
 
     # --- interrupt acceptance and delivery to the core ---
     def accept_fixed(self, vector: int, level_triggered: bool = False) -> None:
