@@ -188,6 +188,10 @@ def add_trace_options(parser: argparse.ArgumentParser) -> None:
                         help="report every write to this memory (repeatable)")
     parser.add_argument("-o", "--output", type=_output_file("output"), default="-", metavar="FILE",
                         help="trace file (default standard output)")
+    parser.add_argument("--kernel", action="append", default=None, metavar="NAME",
+                        help="OSV: trace only this kernel's cores (repeatable; default all)")
+    parser.add_argument("--format", choices=("text", "perfetto"), default="text",
+                        help="text lines (default), or Chrome trace-event JSON for Perfetto and chrome://tracing")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -203,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     debug = commands.add_parser("debug", help="boot an image under a gdb-style debugger console")
     add_machine_options(debug)
     add_symbol_options(debug)
+    debug.add_argument("--kernel", default=None, metavar="NAME",
+                       help="OSV: start on this kernel's first core and list its cores first")
     tables = commands.add_parser("tables", help="print an OSV kernel's rewritten firmware tables and memory map")
     add_machine_options(tables)
     tables.add_argument("--kernel", required=True, metavar="NAME", help="the kernel whose tables to show")

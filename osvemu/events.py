@@ -202,6 +202,25 @@ class OsvRefused(Record):
 
 
 @dataclass(frozen=True)
+class OsvHypercall(Record):
+    """A kernel's VMMCALL, as OSV served it (docs/hypercalls.md): the call,
+    its arguments, the result in RAX and, for a refused one, why."""
+
+    name: ClassVar[str] = "osv"
+    kernel: str
+    number: int
+    call: str  # the hypercall's name, or "unknown"
+    args: tuple[int, ...]
+    result: int
+    error: str | None
+
+    def describe(self, located: Locate) -> str:
+        args = ", ".join(f"{arg:#x}" for arg in self.args)
+        text = f"kernel {self.kernel}: hypercall {self.call}({args}) = {self.result}"
+        return text + f" ({self.error})" if self.error else text
+
+
+@dataclass(frozen=True)
 class Event:
     core: int  # index of the core it happened on
     instruction: int  # instructions that core had retired when it happened
@@ -234,5 +253,5 @@ class EventBus:
 
 
 __all__ = ["ConsoleLine", "CoreFaulted", "DoubleFault", "Event", "EventBus", "Halted", "InitReceived",
-           "InterruptTaken", "IpiReceived", "IpiSent", "KernelExit", "KernelRestarted", "Listener", "Locate", "OsvRefused", "Record",
+           "InterruptTaken", "IpiReceived", "IpiSent", "KernelExit", "KernelRestarted", "Listener", "Locate", "OsvHypercall", "OsvRefused", "Record",
            "StartupReceived", "TakenKind", "TimerFired", "ViolationKind"]

@@ -133,6 +133,14 @@ class OsvMonitor:
             account.last_notify_ns = now_ns
         return outcome
 
+    @staticmethod
+    def call_name(number: int) -> str:
+        """The hypercall's name as docs/hypercalls.md spells it, or "unknown"."""
+        try:
+            return hypercalls.Hypercall(number).name.lower()
+        except ValueError:
+            return "unknown"
+
     def refused_hypercall(self, kernel: int) -> None:
         """A VMMCALL the machine refused with #UD (not CPL 0): counted, not serviced."""
         self.exits["hypercall"] += 1

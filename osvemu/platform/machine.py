@@ -30,6 +30,7 @@ from osvemu.events import (
     IpiSent,
     KernelExit,
     KernelRestarted,
+    OsvHypercall,
     OsvRefused,
     Record,
     TimerFired,
@@ -194,6 +195,12 @@ class Machine:
 
     def kernel_of(self, core: Core) -> Kernel | None:
         return self._kernel_of[core.index]
+
+    def core_label(self, index: int) -> str:
+        """How tools name core ``index``: ``c5`` on the bare machine, with its
+        kernel under OSV (``k2/c16``: kernel k2's core 16, the machine's index)."""
+        kernel = self._kernel_of[index]
+        return f"{kernel.name}/c{index}" if kernel is not None and kernel.placement.labelled else f"c{index}"
 
     def _ended(self, core: Core) -> bool:
         """The core's kernel has ended: the devices no longer answer it.
@@ -548,6 +555,9 @@ class Machine:
                                                            "OSV (#UD)")
             return kernel.ended  # an ended kernel's core takes no #UD
         outcome = self.monitor.hypercall(kernel.index, registers, core.clock.now_ns(), core.buffer_pages)
+        if self.events:
+            self._emit(core, OsvHypercall(kernel.name, number, self.monitor.call_name(number), tuple(registers[1:]),
+                                          outcome.result, outcome.error))
         if outcome.error:
             self._violation(core, ViolationKind.HYPERCALL, f"hypercall {number}: {outcome.error}")
         for address, data in outcome.writes:

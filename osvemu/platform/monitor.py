@@ -43,6 +43,9 @@ class Monitor(Protocol):
     def refused_hypercall(self, kernel: int) -> None:
         """A VMMCALL the machine refused (not CPL 0), for the counters."""
 
+    def call_name(self, number: int) -> str:
+        """A hypercall number's name, for traces ("unknown" for none)."""
+
     def violation(self, kernel: int, core: int, rip: int, kind: ViolationKind, reason: str) -> bool:
         """Record a violation; True when the kernel is to be ended for it."""
 
