@@ -67,6 +67,7 @@ class FinalState:
     io: dict[int, tuple] = field(default_factory=dict)
     monitor: dict | None = None
     kernel_ns: dict[int, int] = field(default_factory=dict)
+    kernel_host_seconds: dict[int, float] = field(default_factory=dict)
     rounds: int = 0
     lines: list[tuple[int, int, int, str]] = field(default_factory=list)
 
@@ -218,6 +219,7 @@ def _final_state(machine: Machine, scheduler: Scheduler, kernels: frozenset[int]
         kernel = machine.kernels[index]
         final.kernels[index] = {"end": kernel.end, "lives": list(kernel.lives), "restarts_left": kernel.restarts_left}
         final.kernel_ns[index] = scheduler.kernel_ns[index]
+        final.kernel_host_seconds[index] = scheduler.kernel_host_seconds[index]
         for core in kernel.cores:
             lapic = machine.lapics[core.index]
             final.cores[core.index] = {name: getattr(core, name) for name in _CORE_FIELDS} | {
@@ -245,6 +247,7 @@ def _merge(machine: Machine, scheduler: Scheduler, final: FinalState, last_round
         kernel.end, kernel.lives, kernel.restarts_left = data["end"], data["lives"], data["restarts_left"]
         kernel.restart_due = False
         scheduler.kernel_ns[index] = final.kernel_ns[index] + (last_round - final.rounds) * step
+        scheduler.kernel_host_seconds[index] = final.kernel_host_seconds[index]
     for index, data in final.cores.items():
         core = machine.cores[index]
         for name in _CORE_FIELDS:

@@ -82,6 +82,9 @@ class Scheduler:
         self.exact = exact and not fast
         self.limits = limits or RunLimits()
         self.kernel_ns = [0] * len(machine.kernels)  # each kernel's virtual time (deterministic mode)
+        #: Host seconds each kernel's cores spent in their slices (the
+        #: scheduler's own work between slices is nobody's).
+        self.kernel_host_seconds = [0.0] * len(machine.kernels)
         self._kernel_index = [kernel.index if kernel else None for kernel in map(machine.kernel_of, machine.cores)]
         self.rounds = 0
         self._current: Core | None = None
@@ -361,7 +364,11 @@ class Scheduler:
         self._current = core
         self.last_core = core.index
         self.machine.run_ahead = core if rounds > 1 else None
+        started = time.perf_counter()
         retired = core.run(count, start_ns, self.exact)
+        kernel = self._kernel_index[core.index]
+        if kernel is not None:
+            self.kernel_host_seconds[kernel] += time.perf_counter() - started
         self.machine.run_ahead = None
         self._retired_total += retired
         if rounds > 1:
