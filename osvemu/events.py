@@ -92,8 +92,24 @@ class IpiSent(Record):
         if self.delivered:
             text += " -> APIC " + ", ".join(str(a) for a in self.delivered)
         for apic_id, reason in self.refused:
-            text += f"; refused {apic_id if apic_id is not None else ''}: {reason}"
+            text += f"; refused APIC {apic_id}: {reason}" if apic_id is not None else f"; refused: {reason}"
         return text
+
+
+@dataclass(frozen=True)
+class IpiRefused(Record):
+    """One refusal of an ICR write under OSV, as the tracer shows OSV's work:
+    an isolation refusal (a violation) or an architectural one (Intel SDM
+    Vol. 3A 10.5.3, the send errors of the ESR), each with its reason."""
+
+    name: ClassVar[str] = "osv"
+    kernel: str
+    icr: str
+    apic_id: int | None  # the destination refused, or None for the whole message
+    reason: str
+
+    def describe(self, located: Locate) -> str:
+        return f"kernel {self.kernel}: ipi refused: {self.icr}: {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -215,9 +231,40 @@ class OsvHypercall(Record):
     error: str | None
 
     def describe(self, located: Locate) -> str:
-        args = ", ".join(f"{arg:#x}" for arg in self.args)
-        text = f"kernel {self.kernel}: hypercall {self.call}({args}) = {self.result}"
-        return text + f" ({self.error})" if self.error else text
+        names = HYPERCALL_ARGUMENTS.get(self.call)
+        if names is None:  # no such call: its number and the raw argument registers
+            args = ", ".join(f"{arg:#x}" for arg in self.args)
+            call = f"{self.number}({args})"
+        else:
+            args = ", ".join(f"{name}={_hypercall_argument(name, value)}" for name, value in zip(names, self.args))
+            call = f"{self.call.upper()}({args})"
+        result = str(self.result) if self.result >= 0 else f"-{_errno_name(-self.result)}"
+        text = f"kernel {self.kernel}: hypercall {call} = {result}"
+        return f"{text}: {self.error}" if self.error else text
+
+
+#: The arguments each hypercall takes, in RDI, RSI, RDX order (docs/hypercalls.md, "The calls").
+HYPERCALL_ARGUMENTS: dict[str, tuple[str, ...]] = {
+    "describe_self": ("buffer", "length"),
+    "describe_channel": ("channel", "buffer", "length"),
+    "notify": ("kernel", "vector"),
+    "shutdown": ("status",),
+}
+_HEX_ARGUMENTS = frozenset({"buffer", "vector"})
+
+
+def _hypercall_argument(name: str, value: int) -> str:
+    return f"{value:#x}" if name in _HEX_ARGUMENTS else str(value)
+
+
+def _errno_name(number: int) -> str:
+    """EPERM for 1, ...: the error names of docs/hypercalls.md."""
+    from osvemu.osv.hypercalls import Errno
+
+    try:
+        return Errno(number).name
+    except ValueError:
+        return str(number)
 
 
 @dataclass(frozen=True)
@@ -252,6 +299,7 @@ class EventBus:
             listener(event)
 
 
-__all__ = ["ConsoleLine", "CoreFaulted", "DoubleFault", "Event", "EventBus", "Halted", "InitReceived",
-           "InterruptTaken", "IpiReceived", "IpiSent", "KernelExit", "KernelRestarted", "Listener", "Locate", "OsvHypercall", "OsvRefused", "Record",
-           "StartupReceived", "TakenKind", "TimerFired", "ViolationKind"]
+__all__ = ["HYPERCALL_ARGUMENTS", "ConsoleLine", "CoreFaulted", "DoubleFault", "Event", "EventBus", "Halted",
+           "InitReceived", "InterruptTaken", "IpiReceived", "IpiRefused", "IpiSent", "KernelExit", "KernelRestarted",
+           "Listener", "Locate", "OsvHypercall", "OsvRefused", "Record", "StartupReceived", "TakenKind", "TimerFired",
+           "ViolationKind"]

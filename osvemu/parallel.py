@@ -39,9 +39,10 @@ from dataclasses import dataclass, field
 from osvemu.errors import EmulatorError
 from osvemu.platform.apicbus import IoStats
 from osvemu.platform.channels import ChannelChanges
-from osvemu.platform.ends import EXIT_FAULT, idle, unfinished
+from osvemu.platform.ends import EXIT_FAULT, EXIT_INTERRUPTED, INTERRUPTED, idle, unfinished
 from osvemu.platform.machine import DeferredNotify, Machine
-from osvemu.scheduler import IDLE_END, RunLimits, RunResult, Scheduler
+from osvemu.scheduler import EPOCH_ROUNDS, IDLE_END, RunLimits, RunResult, Scheduler
+from osvemu.timeline import CoreTrack, TimelineRecorder
 
 
 @dataclass
@@ -63,13 +64,14 @@ class FinalState:
 
     cores: dict[int, dict] = field(default_factory=dict)
     kernels: dict[int, dict] = field(default_factory=dict)
-    bus: dict[int, tuple] = field(default_factory=dict)
+    bus: dict[int, tuple] = field(default_factory=dict)  # (sent, received, refused, by_mode, received_by_mode, io)
     io: dict[int, tuple] = field(default_factory=dict)
     monitor: dict | None = None
     kernel_ns: dict[int, int] = field(default_factory=dict)
     kernel_host_seconds: dict[int, float] = field(default_factory=dict)
     rounds: int = 0
     lines: list[tuple[int, int, int, str]] = field(default_factory=list)
+    timeline: dict[int, CoreTrack] | None = None  # its cores' tracks, when a TimelineRecorder records the run
 
 
 #: What a worker knows of each of its cores, given back to the parent as it is.
@@ -99,40 +101,16 @@ def run_partitioned(machine: Machine, scheduler: Scheduler, jobs: int) -> RunRes
         child_end.close()
         workers.append((kernels, process, parent_end))
     start = time.monotonic()
-    limits = scheduler.limits
     notifies: dict[int, list[DeferredNotify]] = {index: [] for index in range(len(workers))}
     owner = {kernel: index for index, (kernels, _, _) in enumerate(workers) for kernel in kernels}
     why: str | None = None
     try:
-        while True:
-            reports = []
-            for index, (_, _, pipe) in enumerate(workers):
-                pipe.send(("run", notifies[index]))
-                notifies[index] = []
-            for _, process, pipe in workers:
-                reports.append(_receive(pipe, process))
-            _print_lines(machine, [line for report in reports for line in report.lines])
-            errors = [report.error for report in reports if report.error]
-            if errors:
-                why = errors[0]
-                break
-            if machine.channels is not None:
-                machine.channels.apply([change for report in reports for change in report.channels])
-            for report in reports:
-                for notify in report.notifies:
-                    notifies[owner[notify.target]].append(notify)
-            if all(report.ended for report in reports):
-                break
-            if all(report.idle or report.ended for report in reports) and not any(notifies.values()):
-                why = "idle"
-                break
-            if limits.timeout is not None and time.monotonic() - start >= limits.timeout:
-                why = f"stopped after {limits.timeout:g} s (--timeout)"
-                break
-            total = sum(report.instructions for report in reports)
-            if limits.max_instructions is not None and total >= limits.max_instructions:
-                why = f"stopped after {total} instructions (--max-instructions)"
-                break
+        over = False
+        while not over:
+            try:
+                over, why = _epoch(machine, scheduler, workers, notifies, owner, start)
+            except KeyboardInterrupt:  # the workers ignore SIGINT: they finish as told
+                over, why = True, INTERRUPTED
         finals = []
         for _, process, pipe in workers:
             pipe.send(("finish", why))
@@ -149,6 +127,54 @@ def run_partitioned(machine: Machine, scheduler: Scheduler, jobs: int) -> RunRes
         _merge(machine, scheduler, final, last_round)
     _print_lines(machine, [line for final in finals for line in final.lines])
     return _result(machine, scheduler, why, time.monotonic() - start)
+
+
+def _epoch(machine: Machine, scheduler: Scheduler, workers: list, notifies: dict[int, list[DeferredNotify]],
+           owner: dict[int, int], start: float) -> tuple[bool, str | None]:
+    """One epoch on every worker, then the NOTIFYs and channel changes
+    between them: (whether the run is over, why when not every kernel ended)."""
+    limits = scheduler.limits
+    for index, (_, _, pipe) in enumerate(workers):
+        pipe.send(("run", notifies[index]))
+        notifies[index] = []
+    reports, interrupted = _gather(workers)
+    _print_lines(machine, [line for report in reports for line in report.lines])
+    errors = [report.error for report in reports if report.error]
+    if errors:
+        return True, errors[0]
+    if machine.channels is not None:
+        machine.channels.apply([change for report in reports for change in report.channels])
+    for report in reports:
+        for notify in report.notifies:
+            notifies[owner[notify.target]].append(notify)
+    if all(report.ended for report in reports):
+        return True, None
+    if interrupted:
+        return True, INTERRUPTED
+    if all(report.idle or report.ended for report in reports) and not any(notifies.values()):
+        return True, "idle"
+    if limits.timeout is not None and time.monotonic() - start >= limits.timeout:
+        return True, f"stopped after {limits.timeout:g} s (--timeout)"
+    total = sum(report.instructions for report in reports)
+    done_ns = scheduler.partitioned_progress[0] if scheduler.partitioned_progress else 0
+    scheduler.partitioned_progress = (done_ns + EPOCH_ROUNDS * scheduler.round_ns, total)  # for the progress line
+    if limits.max_instructions is not None and total >= limits.max_instructions:
+        return True, f"stopped after {total} instructions (--max-instructions)"
+    return False, None
+
+
+def _gather(workers: list) -> tuple[list, bool]:
+    """Every worker's epoch report, and whether Ctrl-C came meanwhile (the
+    reports are still all taken, so that each pipe is left between epochs)."""
+    reports, interrupted = [], False
+    for _, process, pipe in workers:
+        while True:
+            try:
+                reports.append(_receive(pipe, process))
+                break
+            except KeyboardInterrupt:
+                interrupted = True
+    return reports, interrupted
 
 
 def _receive(pipe, process):
@@ -171,6 +197,9 @@ def _work(machine: Machine, template: Scheduler, kernels: frozenset[int], pipe) 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
     lines: list[tuple[int, int, int, str]] = []
     scheduler = Scheduler(machine, template.quantum, template.fast, RunLimits(), template.exact, kernels, worker=True)
+    scheduler.slice_observers = list(template.slice_observers)
+    for recorder in _recorders(scheduler):
+        recorder.bind(scheduler)  # its copy in this process: stamped with this scheduler's kernel times
     machine.console_sink = lambda kernel, core, text: lines.append((machine.round, core, len(lines), text))
     outcome = None
     try:
@@ -224,9 +253,12 @@ def _final_state(machine: Machine, scheduler: Scheduler, kernels: frozenset[int]
             lapic = machine.lapics[core.index]
             final.cores[core.index] = {name: getattr(core, name) for name in _CORE_FIELDS} | {
                 "special_counts": dict(core.special_counts), "msr_counts": dict(core.msr_counts),
-                "timer_fires": lapic.timer_fires}
+                "timer_fires": lapic.timer_fires, "rip": core.rip if core.built else None}
     for apic_id, stats in machine.bus.stats.items():
-        final.bus[apic_id] = (stats.sent, stats.received, stats.refused, dict(stats.by_mode))
+        final.bus[apic_id] = (stats.sent, stats.received, stats.refused, dict(stats.by_mode),
+                              dict(stats.received_by_mode), stats.io_received)
+    for recorder in _recorders(scheduler):
+        final.timeline = recorder.tracks_of(kernels)
     for owner, stats in machine.bus.io_stats.items():
         final.io[owner] = (stats.sent, stats.delivered, stats.refused)
     monitor = machine.monitor
@@ -252,16 +284,22 @@ def _merge(machine: Machine, scheduler: Scheduler, final: FinalState, last_round
         core = machine.cores[index]
         for name in _CORE_FIELDS:
             setattr(core, name, data[name])
+        core.final_rip = data["rip"]
         core.special_counts.update(data["special_counts"])
         core.msr_counts.update(data["msr_counts"])
         machine.lapics[index].timer_fires = data["timer_fires"]
-    for apic_id, (sent, received, refused, by_mode) in final.bus.items():
+    for apic_id, (sent, received, refused, by_mode, received_by_mode, io_received) in final.bus.items():
         stats = machine.bus.stats[apic_id]
         stats.sent += sent
         stats.received += received
         stats.refused += refused
-        for mode, count in by_mode.items():
-            stats.by_mode[mode] = stats.by_mode.get(mode, 0) + count
+        stats.io_received += io_received
+        for counts, more in ((stats.by_mode, by_mode), (stats.received_by_mode, received_by_mode)):
+            for mode, count in more.items():
+                counts[mode] = counts.get(mode, 0) + count
+    if final.timeline is not None:
+        for recorder in _recorders(scheduler):
+            recorder.absorb(final.timeline)
     for owner, (sent, delivered, refused) in final.io.items():
         stats = machine.bus.io_stats.setdefault(owner, IoStats())
         stats.sent += sent
@@ -276,8 +314,15 @@ def _merge(machine: Machine, scheduler: Scheduler, final: FinalState, last_round
     scheduler.rounds = last_round
 
 
+def _recorders(scheduler: Scheduler) -> list[TimelineRecorder]:
+    """The timeline recorders among the scheduler's slice observers."""
+    return [observer for observer in scheduler.slice_observers if isinstance(observer, TimelineRecorder)]
+
+
 def _result(machine: Machine, scheduler: Scheduler, why: str | None, seconds: float) -> RunResult:
     faults = [core.fault for core in machine.cores if core.fault is not None]
+    if why == INTERRUPTED:
+        return RunResult(EXIT_INTERRUPTED, why, seconds, scheduler.now_ns, scheduler.rounds, faults)
     if why is not None and why != "idle" and not why.startswith("stopped after"):
         return RunResult(EXIT_FAULT, f"a worker failed: {why}", seconds, scheduler.now_ns, scheduler.rounds, faults)
     status = machine.run_status()

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from osvemu import clock
 from osvemu.cpu.core import Core, CoreState
-from osvemu.platform.ends import EXIT_FAULT, idle, unfinished
+from osvemu.platform.ends import EXIT_FAULT, EXIT_INTERRUPTED, INTERRUPTED, idle, unfinished
 from osvemu.platform.machine import Machine
 
 DEFAULT_QUANTUM = 20_000
@@ -85,6 +85,8 @@ class Scheduler:
         #: Host seconds each kernel's cores spent in their slices (the
         #: scheduler's own work between slices is nobody's).
         self.kernel_host_seconds = [0.0] * len(machine.kernels)
+        #: (virtual ns, instructions) a partitioned run's parent knows so far (osvemu.parallel).
+        self.partitioned_progress: tuple[int, int] | None = None
         self._kernel_index = [kernel.index if kernel else None for kernel in map(machine.kernel_of, machine.cores)]
         self.rounds = 0
         self._current: Core | None = None
@@ -103,6 +105,9 @@ class Scheduler:
         self.pause_requested = False
         self.last_core = 0  # the core that ran last
         self.on_slice_end: Callable[[Core], None] | None = None  # the tracer's
+        #: Called after every slice with (core, virtual start ns, instructions
+        #: retired): recorders such as osvemu.timeline.TimelineRecorder.
+        self.slice_observers: list[Callable[[Core, int, int], None]] = []
         #: The kernels this scheduler runs (osvemu.parallel: a worker runs
         #: some of them; the other kernels' cores are not its to run).
         self.kernels = frozenset(k.index for k in machine.kernels) if kernels is None else kernels
@@ -156,15 +161,27 @@ class Scheduler:
         """The latest virtual time of any kernel."""
         return max(self.kernel_ns, default=0)
 
+    def progress(self) -> tuple[int, int]:
+        """(virtual ns, instructions retired) so far, for the progress line
+        (read from its thread: plain counters, a moment old at worst)."""
+        if self.partitioned_progress is not None:
+            return self.partitioned_progress
+        return self.now_ns, self._retired_total
+
     # ------------------------------------------------------------ main loop
     def run(self) -> RunResult:
-        """Run to the end: exit port, every core idle, a limit or a fault."""
+        """Run to the end: exit port, every core idle, a limit, a fault or
+        Ctrl-C (which ends the run as interrupted, every kernel still alive
+        unfinished, so that it is summarised and reported as any other end)."""
         self.start()
         try:
             outcome = None
             while outcome is None:
                 outcome = self.advance()
                 self.pause_requested = False  # nobody listens for pauses here
+        except KeyboardInterrupt:
+            self.machine.end_remaining(lambda kernel: unfinished(INTERRUPTED))
+            outcome = EXIT_INTERRUPTED, INTERRUPTED
         finally:
             result = self.finish(outcome)
         return result
@@ -375,6 +392,8 @@ class Scheduler:
             self._account_rounds(min(rounds, -(-retired // self.quantum)) - 1)
         self._current = None
         self._ran_cores.add(core.index)
+        for observer in self.slice_observers:
+            observer(core, start_ns, retired)
         if self.on_slice_end is not None:
             self.on_slice_end(core)
         if count and core.paused_mid_slice and core.state is CoreState.RUNNING:

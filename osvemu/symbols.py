@@ -22,7 +22,9 @@ class SymbolTable:
     """
 
     def __init__(self, symbols: list[Symbol], aliases: list[tuple[int, int, int]] | None = None) -> None:
-        self._symbols = sorted(s for s in symbols if s.name)
+        # By address; at one address a sized symbol (a function or object)
+        # last, so that it names the address rather than a label beside it.
+        self._symbols = sorted((s for s in symbols if s.name), key=lambda s: (s.address, s.size > 0, s.name))
         self._addresses = [s.address for s in self._symbols]
         self._by_name: dict[str, Symbol] = {}
         for symbol in self._symbols:

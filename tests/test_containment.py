@@ -240,7 +240,7 @@ def test_a_failing_kernel_is_not_masked_by_one_that_killed_itself(tmp_path, atta
     config = tmp_path / "mask.toml"
     config.write_text(layout(("init_all", "exit"), "log", attacker=attacker_elf).replace(
         "attack=exit count=2000", "attack=exit status=51"))
-    done = run_osvemu("boot", "--config", config)
+    done = run_osvemu("boot", "--quiet", "--config", config)
     assert done.returncode == 51
     assert done.stderr.splitlines() == ['osvemu: kernel "a1": exited with status 51 (wrote 51 to port 0xf4)']
 
@@ -329,7 +329,7 @@ def test_kernels_that_can_never_run_again_are_restarted_too(tmp_path, attacker_e
     booted again by its restart policy, and the run still ends by itself."""
     config = tmp_path / "lives.toml"
     config.write_text(attacker_pair(attacker_elf, "attack=halt", "attack=spin", channel=False, restart=2))
-    done = run_osvemu("boot", "--config", config, "--report", tmp_path / "r.json")
+    done = run_osvemu("boot", "--quiet", "--config", config, "--report", tmp_path / "r.json")
     report = json.loads((tmp_path / "r.json").read_text())
     assert [[life["end"] for life in kernel["lives"]] for kernel in report["kernels"]] == [["halted"] * 3, ["hung"] * 3]
     assert done.returncode == EXIT_HUNG

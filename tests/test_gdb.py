@@ -17,8 +17,9 @@ from keystone import KS_ARCH_X86, KS_MODE_32, Ks
 MACHINE = ["--sockets", "1", "--cores-per-socket", "4", "--memory", "256M"]
 
 
-def start_stub(image, *args: str) -> tuple[subprocess.Popen, int]:
-    process = subprocess.Popen([sys.executable, "-m", "osvemu", "boot", "--native", str(image), *args, "--gdb", "127.0.0.1:0"],
+def start_stub(image, *args: str, native: bool = True) -> tuple[subprocess.Popen, int]:
+    machine = ["--native", str(image)] if native else []
+    process = subprocess.Popen([sys.executable, "-m", "osvemu", "boot", *machine, *args, "--gdb", "127.0.0.1:0"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = process.stderr.readline()
     match = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
@@ -54,11 +55,11 @@ def test_gdb_debugs_every_core(smp_hello_elf):
     stdout, stderr = process.communicate(timeout=120)
     print(output, stderr)  # shown when the test fails
     # Before the first instruction: core 0 at the PVH entry, the APs waiting for SIPI.
-    assert re.search(r"\* 1\s+Thread 1 \(CPU#0 \[APIC ID 0, running\]\)\s+pvh_start", output)
-    assert "Thread 4 (CPU#3 [APIC ID 3, wait-for-sipi])" in output
+    assert re.search(r"\* 1\s+Thread 1 \(CPU#0 \[APIC 0, running\]\)\s+pvh_start", output)
+    assert "Thread 4 (CPU#3 [APIC 3, wait-for-SIPI])" in output
     assert re.search(r"Thread 2 hit Breakpoint 1, ap_main \(\)", output)
     # All-stop: at the breakpoint every core is listed, core 1 is current.
-    assert re.search(r"\* 2\s+Thread 2 \(CPU#1 \[APIC ID 1, running\]\)\s+ap_main", output)
+    assert re.search(r"\* 2\s+Thread 2 \(CPU#1 \[APIC 1, running\]\)\s+ap_main", output)
     rips = re.findall(r"^rip\s+(0x[0-9a-f]+)\s+(0x[0-9a-f]+ <[^>]+>)?", output, re.MULTILINE)
     assert rips[0][0] == "0x0"  # core 2 still waits for its SIPI
     assert rips[1][1].endswith("<ap_main>") and rips[2][1].endswith("<ap_main+5>")
@@ -72,6 +73,30 @@ def test_gdb_debugs_every_core(smp_hello_elf):
     # After detach the machine runs on to its normal end, with the value gdb wrote.
     assert process.returncode == 7, stderr
     assert stdout.splitlines()[-1] == "smp_hello: 4 of 4 cores online"
+
+
+def test_gdb_threads_are_named_with_their_kernels(tmp_path, smp_hello_elf, attacker_elf):
+    """Under OSV each thread names its kernel, machine core and APIC ID:
+    `k2 CPU#16 [APIC 16, running]`; the state follows the core."""
+    config = tmp_path / "two.toml"
+    config.write_text('[machine]\nsockets = 1\ncores_per_socket = 4\nmemory = "256M"\n'
+                      f'[[kernel]]\nname = "hello"\nimage = "{smp_hello_elf}"\ncores = [0, 1]\n'
+                      'memory = { size = "64M" }\n'
+                      f'[[kernel]]\nname = "attacker"\nimage = "{attacker_elf}"\ncmdline = "attack=halt"\n'
+                      'cores = [3, 2]\nmemory = { size = "64M" }\n')
+    process, port = start_stub(None, "--config", str(config), "--gdb-wait", native=False)
+    output = gdb_batch(smp_hello_elf, port, ["info threads", "break ap_main", "continue", "info threads", "detach"])
+    stdout, stderr = process.communicate(timeout=120)
+    print(output, stderr)  # shown when the test fails
+    first, second = output.split("Thread 2 hit Breakpoint 1")
+    for name in ("hello CPU#0 [APIC 0, running]", "hello CPU#1 [APIC 1, wait-for-SIPI]",
+                 "attacker CPU#2 [APIC 2, wait-for-SIPI]", "attacker CPU#3 [APIC 3, running]"):
+        assert name in first
+    assert re.search(r"\* 2\s+Thread 2 \(hello CPU#1 \[APIC 1, running\]\)", second)
+    assert "Thread 3 (attacker CPU#2 [APIC 2, wait-for-SIPI])" in second  # the attacker's BSP is still busy
+    assert "Thread 4 (attacker CPU#3 [APIC 3, running])" in second
+    assert process.returncode == 0, stderr
+    assert "[hello] smp_hello: 2 of 2 cores online" in stdout
 
 
 class Client:
@@ -120,7 +145,7 @@ def test_interrupt_registers_memory_and_kill(spinning_image):
     # Connecting stops the running machine (all-stop), like QEMU.
     assert client.ask("?").startswith("T")
     assert client.ask("qfThreadInfo") == "m1,2" and client.ask("qsThreadInfo") == "l"
-    assert bytes.fromhex(client.ask("qThreadExtraInfo,2")).decode() == "CPU#1 [APIC ID 1, wait-for-sipi]"
+    assert bytes.fromhex(client.ask("qThreadExtraInfo,2")).decode() == "CPU#1 [APIC 1, wait-for-SIPI]"
     xml = client.ask("qXfer:features:read:target.xml:0,3fff")
     assert xml[0] in "lm" and "<architecture>i386:x86-64</architecture>" in xml and 'name="efer"' in xml
     assert client.ask("Hg1") == "OK"

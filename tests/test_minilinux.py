@@ -72,12 +72,33 @@ def test_acpi_off_uses_the_mp_table():
     assert summary(run.stdout) == (32, ", primes=1229 checksum=0x005787cc", "OK")
 
 
-@pytest.mark.parametrize("cmdline, cpus", [("nosmp", 1), ("maxcpus=5", 5), ("maxcpus=0", 1)])
+@pytest.mark.parametrize("cmdline, cpus", [("nosmp", 1), ("maxcpus=5", 5), ("maxcpus=1", 1)])
 def test_nosmp_and_maxcpus(cmdline, cpus):
     run = boot("--cmdline", f"{cmdline} workload=primes primes=10000")
     assert run.returncode == 0, run.stderr
     assert summary(run.stdout) == (cpus, ", " + PRIMES_10000, "OK")
     assert "smpboot: Allowing 32 CPUs" in run.stdout
+
+
+@pytest.mark.parametrize("cmdline, complaints", [
+    ("primes=abc", ["primes=abc: expected an integer 2..1000000000"]),
+    ("maxcpus=0", ["maxcpus=0: expected an integer 1..255"]),
+    ("rounds=12x tsc_khz= primes=99999999999999999999999",
+     ["rounds=12x: expected an integer 1..1000000", "tsc_khz=: expected an integer 1..100000000",
+      "primes=99999999999999999999999: expected an integer 2..1000000000"]),
+    ("collect_ms=0x fault=300", ["collect_ms=0x: expected an integer 1..3600000",
+                                 "fault=300: expected an integer 0..254"]),
+])
+def test_a_malformed_option_is_reported_and_the_kernel_fails(cmdline, complaints):
+    """A value that is not a whole in-range integer is never read as 0: the
+    console names each one and the boot fails (exit status 42), before any CPU starts."""
+    run = boot("--sockets", "1", "--cores-per-socket", "2", "--cmdline", cmdline)
+    lines = [line.split("] ", 1)[1] for line in run.stdout.splitlines()]
+    assert lines == [f"minilinux: bad value for {text}" for text in complaints] + \
+        [f"minilinux: {len(complaints)} malformed command-line option{'s' if len(complaints) > 1 else ''}: FAILED"]
+    assert run.returncode == 42
+    ok = boot("--sockets", "1", "--cores-per-socket", "2", "--cmdline", "primes=0x100 rounds=2 quiet")
+    assert ok.returncode == 0 and summary(ok.stdout)[1].startswith(", primes=54 checksum=")
 
 
 @pytest.mark.parametrize("sockets, cores", [(1, 1), (1, 2), (2, 4), (8, 8)])

@@ -242,7 +242,7 @@ def test_tables_command_prints_and_writes_a_kernels_tables(tmp_path):
     assert "[mem 0x0000000000100000-0x00000000200fffff] usable" in run.stdout
     raw = tmp_path / "raw"
     assert sorted(p.name for p in raw.iterdir()) == ["apic.dat", "dsdt.dat", "e820.dat", "facp.dat", "mptable.dat",
-                                                    "slit.dat", "srat.dat", "xsdt.dat"]
+                                                    "rsdp.dat", "rsdt.dat", "slit.dat", "srat.dat", "xsdt.dat"]
     assert acpi.checksum_ok((raw / "apic.dat").read_bytes())
     wrong = osvemu("tables", str(IMAGE), "--kernel", "k9")
     assert wrong.returncode == 2 and "the kernels are k0, k1, k2, k3" in wrong.stderr

@@ -49,7 +49,8 @@ from osvemu.cpu.ucinternals import locate as locate_unicorn_internals
 IMAGE = ROOT / "guests" / "minilinux.elf"
 #: Appended to every command that can run the guest: a few hundred
 #: instructions, or (--fast does not count them) a few seconds.
-BOUNDED = ["--max-instructions", "500", "--quantum", "500", "--timeout", "3"]
+#: Bounds for every run, and --quiet: a run cut short also says where each core was, in lines of its own.
+BOUNDED = ["--max-instructions", "500", "--quantum", "500", "--timeout", "3", "--quiet"]
 #: A small machine for the ELF cases (building 32 cores costs more than the case).
 SMALL = ["--sockets", "1", "--cores-per-socket", "1", "--memory", "64M"]
 CATEGORIES = ("config", "elf", "options")

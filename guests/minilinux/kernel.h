@@ -93,6 +93,7 @@ struct boot_options {
     u32 fault_cpu;        /* fault=N: make CPU N take a page fault (tests) */
     bool attack;          /* attack=all: try every way out of the partition (under OSV) */
     u32 collect_ms;       /* collect_ms=N: how long kernel 0 waits for the others' results (under OSV) */
+    u32 bad_options;      /* malformed values, each reported: the boot fails */
 };
 extern struct boot_options boot_options;
 extern char boot_command_line[512];

@@ -56,6 +56,11 @@ void start_kernel(u32 start_info_paddr)
         machine_exit(EXIT_FAILURE);
     }
     parse_cmdline(info->cmdline_paddr ? (const char *)info->cmdline_paddr : "");
+    if (boot_options.bad_options) {
+        pr_always("minilinux: %u malformed command-line option%s: FAILED\n", boot_options.bad_options,
+                  boot_options.bad_options > 1 ? "s" : "");
+        machine_exit(EXIT_FAILURE);
+    }
     tsc_khz = boot_options.tsc_khz;
     printk("Linux version %s (osvemu) #1 SMP PVH\n", KERNEL_VERSION);
     printk("Command line: %s\n", boot_command_line);

@@ -125,6 +125,9 @@ class Core:
         self.msr_counts: Counter[tuple[int, str]] = Counter()  # (MSR, "read"/"write"/"... #GP")
         self.special_counts: Counter[str] = Counter()  # emulated RDTSC/RDTSCP and SYSCALL
         self.built = False  # the Unicorn instance exists (_build)
+        #: RIP where the process that ran the core last left it, when that
+        #: was another one (a worker of a partitioned run, osvemu.parallel).
+        self.final_rip: int | None = None
 
     def __getattr__(self, name: str):
         """The core's Unicorn instance and what works on it are made when

@@ -24,6 +24,23 @@ from osvemu.platform.machine import Machine
 from osvemu.scheduler import Scheduler
 
 WATCH_KINDS = ("write", "read", "access")
+#: How debuggers name a core's state: a core waiting for its STARTUP IPI
+#: (Intel SDM Vol. 3A 10.4.7.3, "wait-for-SIPI") runs no code at all.
+STATE_NAMES = {CoreState.RUNNING: "running", CoreState.HALTED: "halted", CoreState.WAIT_FOR_SIPI: "wait-for-SIPI",
+               CoreState.STOPPED: "stopped"}
+
+
+def state_name(core: Core) -> str:
+    return STATE_NAMES[core.state]
+
+
+def thread_name(machine: Machine, core: Core) -> str:
+    """A core as a debugger thread: ``k2 CPU#16 [APIC 16, running]`` under
+    OSV (its kernel, machine index and APIC ID), ``CPU#3 [APIC 3, halted]``
+    on the bare machine (as QEMU names its vCPU threads)."""
+    kernel = machine.kernel_of(core)
+    prefix = f"{kernel.name} " if kernel is not None and kernel.placement.labelled else ""
+    return f"{prefix}CPU#{core.index} [APIC {core.apic_id}, {state_name(core)}]"
 
 
 class StopKind(Enum):
@@ -53,6 +70,7 @@ class Breakpoint:
     number: int
     address: int
     temporary: bool
+    cores: tuple[int, ...]  # the machine indices of the cores it stops
     hooks: list[tuple[Core, int]] = field(default_factory=list)
     hits: int = 0
 
@@ -63,6 +81,7 @@ class Watchpoint:
     address: int
     length: int
     kind: str
+    cores: tuple[int, ...]
     hooks: list[tuple[Core, int]] = field(default_factory=list)
     hits: int = 0
 
@@ -84,12 +103,16 @@ class Debugger:
         self.last_stop: Stop | None = None
 
     # ------------------------------------------------------------ breakpoints
-    def add_breakpoint(self, address: int, temporary: bool = False) -> Breakpoint:
+    def add_breakpoint(self, address: int, temporary: bool = False, cores: list[Core] | None = None) -> Breakpoint:
+        """A breakpoint on ``cores`` (every core by default): under OSV an
+        address means one thing only in the kernels that run one image."""
+        cores = self.machine.cores if cores is None else cores
+        indices = tuple(core.index for core in cores)
         for existing in self.breakpoints.values():
-            if existing.address == address and existing.temporary == temporary:
+            if (existing.address, existing.temporary, existing.cores) == (address, temporary, indices):
                 return existing
-        breakpoint = Breakpoint(next(self._numbers), address, temporary)
-        for core in self.machine.cores:
+        breakpoint = Breakpoint(next(self._numbers), address, temporary, indices)
+        for core in cores:
             handle = core.add_code_hook(self._breakpoint_hook(core, breakpoint), address, address)
             breakpoint.hooks.append((core, handle))
         self.breakpoints[breakpoint.number] = breakpoint
@@ -127,11 +150,13 @@ class Debugger:
         return on_breakpoint
 
     # ------------------------------------------------------------ watchpoints
-    def add_watchpoint(self, address: int, length: int, kind: str = "write") -> Watchpoint:
+    def add_watchpoint(self, address: int, length: int, kind: str = "write",
+                       cores: list[Core] | None = None) -> Watchpoint:
         if kind not in WATCH_KINDS:
             raise ValueError(f"watchpoint kind must be one of {WATCH_KINDS}")
-        watchpoint = Watchpoint(next(self._numbers), address, length, kind)
-        for core in self.machine.cores:
+        cores = self.machine.cores if cores is None else cores
+        watchpoint = Watchpoint(next(self._numbers), address, length, kind, tuple(core.index for core in cores))
+        for core in cores:
             handle = core.add_memory_hook(kind, self._watchpoint_hook(core, watchpoint), address, address + length - 1)
             watchpoint.hooks.append((core, handle))
         self.watchpoints[watchpoint.number] = watchpoint
@@ -186,7 +211,8 @@ class Debugger:
         self._step_over_breakpoints(only=core)
         self._pending = None
         if core.state is not CoreState.RUNNING:
-            return self._stopped(Stop(StopKind.STEP, core.index, reason=f"core {core.index} is {core.state.value}"))
+            reason = f"core {self.machine.core_label(core.index)} is {state_name(core)}"
+            return self._stopped(Stop(StopKind.STEP, core.index, reason=reason))
         self.scheduler.step(core)
         self.scheduler.pause_requested = False
         core.skip_breakpoint_at = None
@@ -201,6 +227,10 @@ class Debugger:
         reads after the running slice)."""
         self.scheduler.pause_requested = True
 
+    def clear_interrupt(self) -> None:
+        """Forget a pause request that came while nothing ran."""
+        self.scheduler.pause_requested = False
+
     def _stopped(self, stop: Stop) -> Stop:
         self.selected = stop.core
         self.last_stop = stop
@@ -212,10 +242,12 @@ class Debugger:
 
     def _step_over_breakpoints(self, only: Core | None = None) -> None:
         """A core paused at a breakpoint executes that instruction when it
-        resumes instead of stopping there again."""
+        resumes instead of stopping there again.  Breakpoint hooks see linear
+        addresses, RIP is an offset in CS (CS.base + IP in real mode)."""
         addresses = {b.address for b in self.breakpoints.values()}
         for core in [only] if only else self.machine.cores:
-            core.skip_breakpoint_at = core.rip if core.rip in addresses else None
+            pc = core.linear.code_linear(core.rip)
+            core.skip_breakpoint_at = pc if pc in addresses else None
 
     # ------------------------------------------------------------ memory
     def read_memory(self, address: int, length: int, core: Core | None = None) -> bytes:
@@ -235,4 +267,5 @@ class Debugger:
             other.invalidate_code(address, address + len(data))  # code may have been patched
 
 
-__all__ = ["Breakpoint", "DebugMemoryError", "Debugger", "Stop", "StopKind", "Watchpoint"]
+__all__ = ["STATE_NAMES", "Breakpoint", "DebugMemoryError", "Debugger", "Stop", "StopKind", "Watchpoint", "state_name",
+           "thread_name"]

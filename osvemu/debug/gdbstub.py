@@ -1,7 +1,10 @@
 """A GDB remote serial protocol stub (GDB manual, appendix E "GDB Remote
 Serial Protocol") so GNU gdb debugs an osvemu machine as it debugs
 ``qemu-system-x86_64 -gdb``: every core is a thread, the machine is
-all-stop, and the registers follow :mod:`osvemu.debug.registers`.
+all-stop, and the registers follow :mod:`osvemu.debug.registers`.  A
+thread's extra information (``qThreadExtraInfo``, shown by ``info
+threads``) names the core's kernel under OSV: ``k2 CPU#16 [APIC 16,
+running]``.
 
 The machine runs in the calling thread; a reader thread turns the socket
 into packets and turns Ctrl-C (0x03) into a pause request.
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 
 from osvemu.cpu.core import Core
 from osvemu.debug import registers
-from osvemu.debug.engine import Debugger, DebugMemoryError, Stop, StopKind
+from osvemu.debug.engine import Debugger, DebugMemoryError, Stop, StopKind, thread_name
 from osvemu.errors import ConfigError
 
 PACKET_SIZE = 0x4000
@@ -258,8 +261,7 @@ class GdbStub:
             return "l"
         if text.startswith("qThreadExtraInfo,"):
             core = self._thread_core(int(text.split(",")[1], 16))
-            info = f"CPU#{core.index} [APIC ID {core.apic_id}, {core.state.value}]"
-            return info.encode().hex()
+            return thread_name(self.machine, core).encode().hex()
         if command == "T":
             self._thread_core(int(text[1:], 16))
             return "OK"

@@ -7,7 +7,12 @@ Instruction lines::
 (core, instructions that core retired before this one, address, symbol,
 bytes, disassembly; with ``--regs`` an indented line of the registers the
 instruction changed).  Event lines carry ``**`` in place of the address and
-appear in execution order among the instructions.
+appear in execution order among the instructions.  Under OSV a core is
+named with its kernel (``k2/c16``, :meth:`Machine.core_label`), ``--kernel``
+keeps only some kernels' cores, and OSV's own work shows as ``osv`` events:
+every hypercall it served, every violation, and every refusal of an IPI,
+each with its reason.  ``--format perfetto`` writes the events as Chrome
+trace-event JSON instead (:mod:`osvemu.debug.perfetto`).
 
 Hooks exist only where tracing is on: instruction hooks on the traced cores
 and range, a code hook on the ``--from``/``--until`` address, memory hooks on
@@ -32,7 +37,17 @@ from osvemu.cpu import x86
 from osvemu.cpu.core import GENERAL_REGISTERS, Core, CoreState
 from osvemu.cpu.paging import TranslationFault
 from osvemu.errors import ConfigError, GuestFault
-from osvemu.events import Event, InitReceived, Locate, Record, StartupReceived
+from osvemu.events import (
+    Event,
+    InitReceived,
+    IpiRefused,
+    IpiSent,
+    Locate,
+    OsvRefused,
+    Record,
+    StartupReceived,
+    ViolationKind,
+)
 from osvemu.image import KernelImage
 from osvemu.platform.machine import Machine
 from osvemu.scheduler import RunResult, Scheduler
@@ -90,13 +105,20 @@ class TraceOptions:
     regs: bool = False
     watches: list[str] = field(default_factory=list)
     output: str = "-"
+    kernels: list[str] | None = None
+    format: str = "text"
 
     @classmethod
     def from_args(cls, args) -> TraceOptions:
         """The trace options of the command line, each checked here except
-        what needs the image (symbol names are looked up once it is loaded)."""
+        what needs the image or the machine (symbol and kernel names are
+        looked up once they are built)."""
         if args.fast:
             raise ConfigError("osvemu trace runs in the deterministic mode; --fast is not supported")
+        if args.format == "perfetto":
+            for option, given in (("--regs", args.regs), ("--range", args.range), ("--count", args.count)):
+                if given:
+                    raise ConfigError(f"--format perfetto exports events, not instructions: {option} does not apply")
         for what, text in (("--from", args.start), ("--until", args.until)):
             if text is not None:
                 check_location(text, what)
@@ -104,8 +126,9 @@ class TraceOptions:
             split_range(args.range)
         for watch in args.watch:
             split_watch(watch)
-        return cls(args.core, args.start, args.until, args.range, args.count, args.events_only, args.regs,
-                   args.watch, args.output)
+        return cls(args.core, args.start, args.until, args.range, args.count,
+                   args.events_only or args.format == "perfetto", args.regs, args.watch, args.output, args.kernel,
+                   args.format)
 
     @contextlib.contextmanager
     def open_output(self):
@@ -199,16 +222,47 @@ def parse_watch(text: str, image: KernelImage) -> tuple[int, int]:
     return address, size
 
 
+def traced_cores(machine: Machine, cores: list[int] | None, kernels: list[str] | None) -> list[int]:
+    """The indices of the cores ``--core`` and ``--kernel`` keep (each
+    option, when given, keeps only what it names), checked against the machine."""
+    count = len(machine.cores)
+    for index in cores or []:
+        if not 0 <= index < count:
+            raise ConfigError(f"--core {index}: the machine has cores 0-{count - 1}")
+    kept = set(cores) if cores else set(range(count))
+    if kernels:
+        named = {kernel.name: kernel for kernel in machine.kernels if kernel.placement.labelled}
+        if not named:
+            raise ConfigError("--kernel: the bare machine runs no OSV kernels (it names cores only: use --core)")
+        for name in kernels:
+            if name not in named:
+                raise ConfigError(f"--kernel {reprlib.repr(name)}: no such kernel; the kernels are "
+                                  f"{', '.join(named)}")
+        kept &= {core.index for name in kernels for core in named[name].cores}
+        if not kept:
+            raise ConfigError(f"--core and --kernel together leave no core to trace (kernel "
+                              f"{', '.join(kernels)} has none of cores {', '.join(map(str, sorted(set(cores))))})")
+    return sorted(kept)
+
+
 class Tracer:
     def __init__(self, machine: Machine, scheduler: Scheduler, image: KernelImage, options: TraceOptions,
                  output: IO[str]) -> None:
         self.machine, self.scheduler, self.image, self.options, self.out = machine, scheduler, image, options, output
-        count = len(machine.cores)
-        for index in options.cores or []:
-            if not 0 <= index < count:
-                raise ConfigError(f"--core {index}: the machine has cores 0-{count - 1}")
-        self.cores = [machine.cores[i] for i in sorted(set(options.cores))] if options.cores else list(machine.cores)
+        self.cores = [machine.cores[i] for i in traced_cores(machine, options.cores, options.kernels)]
         self.traced = {core.index for core in self.cores}
+        self.labels = {core.index: machine.core_label(core.index) for core in self.cores}
+        width = max(4, *(len(label) for label in self.labels.values()))  # "c31 " on the bare machine, as always
+        self.labels = {index: f"{label:<{width}}" for index, label in self.labels.items()}
+        # Each core is symbolised with its own kernel's image (kernels may run
+        # different ones), and locations are names in the image the traced
+        # cores run, when they run one: the traced image (with --symbols, if
+        # given) stands for the kernels that run it.
+        self._images = {core.index: self._image_of(core) for core in self.cores}
+        own = {id(each): each for each in self._images.values()}
+        image = next(iter(own.values())) if len(own) == 1 else image
+        #: The cores whose reaching --from or --until counts: those that run the image it names.
+        self._location_cores = [core for core in machine.cores if self._image_of(core) is image]
         self.range = parse_range(options.range, image) if options.range else None
         self.watches = [parse_watch(w, image) for w in options.watches]
         self.start = resolve(options.start, image, "--from") if options.start else None
@@ -223,8 +277,18 @@ class Tracer:
         self._mode: dict[int, tuple[int, int, int]] = {}
         self._disassemblers = {width: capstone.Cs(capstone.CS_ARCH_X86, mode) for width, mode in _CAPSTONE_MODES.items()}
         self._text_cache: dict[tuple[int, int, bytes], str] = {}
-        self._symbol_cache: dict[int, str] = {}
+        self._symbol_cache: dict[tuple[int, int], str] = {}  # (image, address) -> "<name+off>"
+        self._locate = {core.index: functools.partial(self._located, core.index) for core in self.cores}
         self._width: dict[int, tuple[tuple[int, int, int], int]] = {}
+        #: Per core: the IPI refusals just shown as ``osv`` events, whose
+        #: violation records (OsvRefused, which follow) are not shown again.
+        self._refusals_shown: dict[int, list[str]] = {}
+        #: --format perfetto: where the events go instead of text lines.
+        self.exporter = None
+        if options.format == "perfetto":
+            from osvemu.debug.perfetto import PerfettoExporter
+
+            self.exporter = PerfettoExporter(machine, scheduler, self.cores, output, self._locate)
 
     # ------------------------------------------------------------ the run
     def run(self) -> tuple[int, str]:
@@ -233,11 +297,11 @@ class Tracer:
         if self.start is None:
             self._start_tracing()
         else:
-            for core in self.machine.cores:
+            for core in self._location_cores:
                 self._start_hooks.append((core, core.add_code_hook(functools.partial(self._on_start, core),
                                                                    self.start, self.start)))
         if self.until is not None:
-            for core in self.machine.cores:
+            for core in self._location_cores:
                 self._hooks.append((core, core.add_code_hook(functools.partial(self._on_until, core),
                                                              self.until, self.until)))
         while True:
@@ -257,13 +321,20 @@ class Tracer:
                 return 0, self._end_reason
 
     def close(self) -> None:
-        self.machine.events.unsubscribe(self._on_event)
+        """Unhook everything; a Perfetto trace gets its closing bracket (called
+        in a ``finally``: the file is valid JSON however the run ended)."""
+        with contextlib.suppress(ValueError):  # not subscribed yet: the run never started
+            self.machine.events.unsubscribe(self._on_event)
         self.scheduler.on_slice_end = None
         for core, handle in self._hooks + self._start_hooks:
             core.remove_hook(handle)
+        if self.exporter is not None:
+            self.exporter.close()
 
     def _start_tracing(self) -> None:
         self.active = True
+        if self.exporter is not None:
+            self.exporter.start()
         for core in self.cores:
             if not self.options.events_only:
                 low, high = self.range if self.range else (1, 0)
@@ -301,7 +372,7 @@ class Tracer:
         self._flush(core)
         width = self._check_mode(core)
         code = self._code(core, address, size)
-        line = (f"c{core.index:<3} {index:>10} {address:#018x} {self._symbol(address):<28} "
+        line = (f"{self.labels[core.index]} {index:>10} {address:#018x} {self._symbol(core.index, address):<28} "
                 f"{code.hex(' '):<30} {self._text(width, address, code)}\n")
         if self.options.regs:
             self._pending[core.index] = (line, tuple(core.read_registers(_DIFF_IDS)))
@@ -325,13 +396,23 @@ class Tracer:
         if self.active and core.index in self.traced:
             self._flush(core)
             self._check_mode(core)
+            if self.exporter is not None:
+                self.exporter.slice_ended(core)
 
     def _on_event(self, event: Event) -> None:
         if not self.active or event.core not in self.traced:
             return
         core = self.machine.cores[event.core]
         self._flush(core)
-        self._write_event(event.core, event.instruction, event.record)
+        record = event.record
+        if isinstance(record, OsvRefused) and record.kind is ViolationKind.IPI:
+            shown = self._refusals_shown.get(event.core, [])
+            if record.reason in shown:
+                shown.remove(record.reason)
+                return  # shown with its IPI, below
+        self._write_event(event.core, event.instruction, record)
+        if isinstance(record, IpiSent):
+            self._show_refusals(event, record)
         if isinstance(event.record, (InitReceived, StartupReceived)):  # a new start: the mode before it is gone
             self._mode.pop(core.index, None)
             self._width.pop(core.index, None)
@@ -353,19 +434,41 @@ class Tracer:
         for core in self.cores:
             self._flush(core)
 
-    def _write_event(self, core: int, index: int, record: Record) -> None:
-        self.out.write(f"c{core:<3} {index:>10} {'**':<18} {record.name} {record.describe(self._located)}\n")
+    def _show_refusals(self, event: Event, record: IpiSent) -> None:
+        """Under OSV, each refusal of the ICR write as an ``osv`` event with its
+        reason (the machine records the isolation refusals as violations too)."""
+        kernel = self.machine.kernel_of(self.machine.cores[event.core])
+        if kernel is None or not kernel.placement.labelled:
+            return
+        shown = self._refusals_shown[event.core] = []
+        for apic_id, reason in record.refused:
+            self._write_event(event.core, event.instruction, IpiRefused(kernel.name, record.icr, apic_id, reason))
+            shown.append(f"{record.icr}: {reason}")
 
-    def _located(self, address: int) -> str:
-        symbol = self._symbol(address)
+    def _write_event(self, core: int, index: int, record: Record) -> None:
+        if self.exporter is not None:
+            self.exporter.event(Event(core, index, record))
+            return
+        self.out.write(f"{self.labels[core]} {index:>10} {'**':<18} {record.name} "
+                       f"{record.describe(self._locate[core])}\n")
+
+    def _image_of(self, core: Core) -> KernelImage:
+        kernel = self.machine.kernel_of(core)
+        image = kernel.image if kernel is not None else None
+        return self.image if image is None or image.path == self.image.path else image
+
+    def _located(self, core: int, address: int) -> str:
+        symbol = self._symbol(core, address)
         return f"{address:#x} {symbol}" if symbol else f"{address:#x}"
 
-    def _symbol(self, address: int) -> str:
-        text = self._symbol_cache.get(address)
+    def _symbol(self, core: int, address: int) -> str:
+        image = self._images[core]
+        key = (id(image), address)
+        text = self._symbol_cache.get(key)
         if text is None:
-            name = self.image.symbols.lookup(address)
+            name = image.symbols.lookup(address)
             text = f"<{name}>" if name else ""
-            self._symbol_cache[address] = text
+            self._symbol_cache[key] = text
         return text
 
     def _text(self, width: int, address: int, code: bytes) -> str:

@@ -10,18 +10,25 @@ itself in CPUID as KVM and Xen do.  It never touches a core or Unicorn.
 The record costs constant memory whatever a kernel does: violations are
 counted per kernel and kind without limit, but kept in full only for the
 first and the last ``violation_records`` of them.
+
+Its exits are counted per kernel and kind (:meth:`OsvMonitor.count_exit`),
+in each kernel's account, so they survive a partitioned run
+(:mod:`osvemu.parallel` hands the accounts back as they are) and the
+kernels' counts add up to ``exits``.
 """
 
 from __future__ import annotations
 
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from osvemu.cpu.memory import MemoryBank
 from osvemu.events import ViolationKind
 from osvemu.osv import hypercalls
 from osvemu.osv.config import CHANNEL_BASE, KernelPlan
 from osvemu.platform import layout
+from osvemu.platform.monitor import OWN_KINDS
 from osvemu.platform.topology import MemoryRange
 
 #: CPUID leaf 0x40000000: the hypervisor signature ("OSVOSVOSVOSV"), as KVM
@@ -82,21 +89,34 @@ class KernelAccount:
     violations: Counter[ViolationKind] = field(default_factory=Counter)
     last_notify_ns: int | None = None  # the caller's virtual time at its last NOTIFY
     notify_routes: frozenset[tuple[int, int]] = frozenset()
+    exits: Counter[str] = field(default_factory=Counter)  # the monitor exits its cores took, by kind
 
 
 @dataclass
 class OsvMonitor:
     partitions: tuple[PartitionInfo, ...]
     violation_records: int = DEFAULT_VIOLATION_RECORDS
-    exits: Counter[str] = field(default_factory=lambda: Counter({"icr": 0, "hypercall": 0, "violation": 0}))
+    exits: Counter[str] = field(init=False)
     accounts: list[KernelAccount] = field(init=False)
     _first: list[Violation] = field(init=False, default_factory=list)
     _last: deque[Violation] = field(init=False)
     dropped: int = field(init=False, default=0)  # violations counted but not kept in full
+    #: The exit kinds this monitor takes (each reported, 0 or not).
+    kinds: ClassVar[tuple[str, ...]] = OWN_KINDS
+    #: OSV traps only its own exits (osvemu.osv.trapall traps all).
+    traps_all: ClassVar[bool] = False
+    mode: ClassVar[str] = "osv"
 
     def __post_init__(self) -> None:
-        self.accounts = [KernelAccount(notify_routes=partition.notify_routes()) for partition in self.partitions]
+        self.exits = Counter(dict.fromkeys(self.kinds, 0))
+        self.accounts = [KernelAccount(notify_routes=partition.notify_routes(),
+                                       exits=Counter(dict.fromkeys(self.kinds, 0))) for partition in self.partitions]
         self._last = deque(maxlen=self.violation_records)
+
+    def count_exit(self, kernel: int, kind: str, count: int = 1) -> None:
+        """``count`` exits of ``kind`` by ``kernel``'s cores: its account's and the total."""
+        self.exits[kind] += count
+        self.accounts[kernel].exits[kind] += count
 
     @property
     def violations(self) -> list[Violation]:
@@ -120,7 +140,7 @@ class OsvMonitor:
                   pages: hypercalls.BufferPages) -> hypercalls.Outcome:
         """A CPL-0 VMMCALL from ``kernel``: ``now_ns`` is the calling core's
         virtual time, ``pages`` translates a buffer through its page tables."""
-        self.exits["hypercall"] += 1
+        self.count_exit(kernel, "hypercall")
         account, partition = self.accounts[kernel], self.partitions[kernel]
         account.hypercalls += 1
         number, *args = registers
@@ -143,7 +163,7 @@ class OsvMonitor:
 
     def refused_hypercall(self, kernel: int) -> None:
         """A VMMCALL the machine refused with #UD (not CPL 0): counted, not serviced."""
-        self.exits["hypercall"] += 1
+        self.count_exit(kernel, "hypercall")
         self.accounts[kernel].hypercalls += 1
 
     def absorb(self, violations: list[Violation], dropped: int) -> None:
@@ -176,6 +196,7 @@ class OsvMonitor:
             "violations_total": self.violation_count,
             "violations_dropped": self.dropped,
             "violation_records": self.violation_records,
+            "monitor": self.mode,
             "monitor_exits": dict(self.exits),
         }
 
@@ -191,6 +212,7 @@ class OsvMonitor:
             "violations": sum(account.violations.values()),
             "violations_by_kind": {kind.value: count for kind, count in sorted(account.violations.items(),
                                                                                key=lambda item: item[0].value)},
+            "monitor_exits": dict(account.exits),
         }
 
 

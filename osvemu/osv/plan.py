@@ -12,27 +12,38 @@ address, with its own COM1 on pin 4.  ICR writes are routed by
 :func:`osvemu.osv.ipi_policy.route_ipi` and that IOAPIC's messages by
 :func:`osvemu.osv.ipi_policy.route_io_interrupt`, which let them reach only
 the kernel's own cores; the monitor (:class:`osvemu.osv.monitor.OsvMonitor`)
-owns the hypercalls and violations.
+owns the hypercalls and violations.  ``monitor_mode="trap-all"`` installs
+:class:`osvemu.osv.trapall.TrapAllMonitor` instead: the same machine, with
+an exit for everything a full-virtualization VMM traps.
 """
 
 from __future__ import annotations
 
 from osvemu.cpu.memory import Mapping, MemoryBank, MemoryView
-from osvemu.errors import ImageError
+from osvemu.errors import ConfigError, ImageError
 from osvemu.image import KernelImage, load_image
 from osvemu.osv.config import MAX_GUEST_RAM, OsvConfig
 from osvemu.osv.ipi_policy import PartitionLayout, make_io_policy, make_policy
 from osvemu.osv.monitor import ChannelPlacement, OsvMonitor, PartitionInfo
+from osvemu.osv.trapall import TrapAllMonitor
 from osvemu.platform import layout
 from osvemu.platform.firmware import FirmwareView
 from osvemu.platform.initrd import load_initrd
 from osvemu.platform.plan import KernelPlacement, MachineMemory, MachinePlan
 from osvemu.platform.topology import MemoryRange
 
+#: The monitors a plan can install, by the name ``--monitor`` takes.
+MONITOR_MODES: dict[str, type[OsvMonitor]] = {"osv": OsvMonitor, "trap-all": TrapAllMonitor}
 
-def osv_plan(config: OsvConfig, images: dict[str, KernelImage] | None = None) -> MachinePlan:
+
+def osv_plan(config: OsvConfig, images: dict[str, KernelImage] | None = None,
+             monitor_mode: str = "osv") -> MachinePlan:
     """The machine ``config`` describes, with OSV installed.  ``images``
-    (by kernel name) overrides loading each kernel's image file."""
+    (by kernel name) overrides loading each kernel's image file;
+    ``monitor_mode`` is "osv" or "trap-all" (MONITOR_MODES)."""
+    monitor_class = MONITOR_MODES.get(monitor_mode)
+    if monitor_class is None:
+        raise ConfigError(f"--monitor {monitor_mode!r}: the monitors are {', '.join(MONITOR_MODES)}")
     memory = MachineMemory(config.topology)
     channels = _place_channels(config)
     loaded: dict[str, KernelImage] = {}
@@ -64,7 +75,7 @@ def osv_plan(config: OsvConfig, images: dict[str, KernelImage] | None = None) ->
         partitions.append(partition)
     owner = PartitionLayout({apic: plan.index for plan in config.kernels for apic in plan.apic_ids})
     return MachinePlan(config.topology, memory, tuple(kernels), make_policy(owner), make_io_policy(owner),
-                       monitor=OsvMonitor(tuple(partitions), config.violation_records))
+                       monitor=monitor_class(tuple(partitions), config.violation_records))
 
 
 def _place_channels(config: OsvConfig) -> list[ChannelPlacement]:
@@ -85,4 +96,4 @@ def _firmware_view(config: OsvConfig, partition: PartitionInfo) -> FirmwareView:
     return FirmwareView(cpus, cpus[0].apic_id, (low,) + partition.ram, FirmwareView.free_apic_id(cpus), reserved)
 
 
-__all__ = ["MAX_GUEST_RAM", "osv_plan"]
+__all__ = ["MAX_GUEST_RAM", "MONITOR_MODES", "osv_plan"]

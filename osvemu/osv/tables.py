@@ -11,12 +11,23 @@ from osvemu.platform.machine import Kernel
 from osvemu.platform.pvh import START_INFO, StartInfo, unpack_memory_map
 
 
+def _tables(read) -> tuple[acpi.Rsdp, dict[bytes, bytes]]:
+    """The RSDP and every table it reaches, the RSDT included when an XSDT
+    is the root an OS uses (ACPI 6.4 5.2.5.3: the RSDP names both)."""
+    rsdp = acpi.parse_rsdp(read(layout.RSDP_ADDRESS, acpi.RSDP.size))
+    tables = acpi.read_tables(read, layout.RSDP_ADDRESS)
+    if rsdp.rsdt_address and acpi.RSDT_SIGNATURE not in tables:
+        header = acpi.parse_header(read(rsdp.rsdt_address, acpi.SDT_HEADER.size))
+        tables = {acpi.RSDT_SIGNATURE: read(rsdp.rsdt_address, header.length), **tables}
+    return rsdp, tables
+
+
 def describe(kernel: Kernel) -> str:
     read = kernel.view.read
-    tables = acpi.read_tables(read, layout.RSDP_ADDRESS)
-    rsdp = acpi.parse_rsdp(read(layout.RSDP_ADDRESS, acpi.RSDP.size))
+    rsdp, tables = _tables(read)
     ram_bytes = sum(size for base, size in kernel.placement.image_ram if base >= layout.LOW_MEMORY_END)
-    title = f"Kernel {kernel.name}: cores {list(kernel.placement.apic_ids)}, {ram_bytes >> 20} MiB of RAM"
+    who = f"Kernel {kernel.name}" if kernel.placement.labelled else "The machine's one kernel"
+    title = f"{who}: cores {list(kernel.placement.apic_ids)}, {ram_bytes >> 20} MiB of RAM"
     root = (f"RSDP @ {layout.RSDP_ADDRESS:#x}: revision {rsdp.revision}, RSDT {rsdp.rsdt_address:#x}, "
             f"XSDT {rsdp.xsdt_address:#x}, checksums {'valid' if rsdp.checksum_ok else 'INVALID'}")
     out = [title, "", root]
@@ -54,15 +65,16 @@ def describe(kernel: Kernel) -> str:
 
 
 def write_raw(kernel: Kernel, directory: str | Path) -> list[Path]:
-    """Each ACPI table as SIGNATURE.dat, plus mptable.dat and e820.dat."""
+    """The RSDP as rsdp.dat, each ACPI table as SIGNATURE.dat (the RSDT and
+    XSDT among them), plus mptable.dat and e820.dat."""
     directory = Path(directory)
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise ConfigError(f"--raw {directory}: {error.strerror}") from None
     read = kernel.view.read
-    files: list[tuple[Path, bytes]] = []
-    for signature, table in acpi.read_tables(read, layout.RSDP_ADDRESS).items():
+    files: list[tuple[Path, bytes]] = [(directory / "rsdp.dat", read(layout.RSDP_ADDRESS, acpi.RSDP.size))]
+    for signature, table in _tables(read)[1].items():
         files.append((directory / f"{signature.decode().lower()}.dat", table))
     pointer = mptable.find_floating_pointer(read)
     address = mptable.parse_floating_pointer(read(pointer, 16))

@@ -115,10 +115,16 @@ class IpiTarget(Protocol):
 
 @dataclass
 class IpiStats:
+    """One local APIC's messages.  ``by_mode`` counts the IPIs it sent by
+    delivery mode, ``received_by_mode`` those it received (their sum is
+    ``received``); ``io_received`` counts the I/O APIC messages that reached it."""
+
     sent: int = 0
     received: int = 0
     refused: int = 0
     by_mode: dict[str, int] = field(default_factory=dict)
+    received_by_mode: dict[str, int] = field(default_factory=dict)
+    io_received: int = 0
 
 
 @dataclass
@@ -171,6 +177,7 @@ class ApicBus:
             _deliver(target, lapic, icr)
             self.reached.add(apic_id)
             stats.delivered += 1
+            self.stats[apic_id].io_received += 1
         return decision
 
     def carry_out(self, sender: LocalApic, icr: Icr, decision: RoutingDecision) -> None:
@@ -178,7 +185,7 @@ class ApicBus:
         (OSV's NOTIFY hypercall comes here with its own decision.)"""
         stats = self.stats[sender.apic_id]
         stats.sent += 1
-        mode = "init-deassert" if icr.is_init_deassert else icr.delivery_mode.name.lower()
+        mode = mode_name(icr)
         stats.by_mode[mode] = stats.by_mode.get(mode, 0) + 1
         stats.refused += len(decision.refusals)
         for refusal in decision.refused_for(RefusalCause.ARCHITECTURAL):
@@ -188,7 +195,15 @@ class ApicBus:
             target, lapic = self._targets[apic_id]
             _deliver(target, lapic, icr)
             self.reached.add(apic_id)
-            self.stats[apic_id].received += 1
+            received = self.stats[apic_id]
+            received.received += 1
+            received.received_by_mode[mode] = received.received_by_mode.get(mode, 0) + 1
+
+
+def mode_name(icr: Icr) -> str:
+    """How the counters name an ICR's delivery mode: "fixed", "nmi", "init",
+    "startup", ..., and "init-deassert" for the level-de-assert INIT."""
+    return "init-deassert" if icr.is_init_deassert else icr.delivery_mode.name.lower()
 
 
 def _deliver(target: IpiTarget, lapic: LocalApic, icr: Icr) -> None:
@@ -207,4 +222,4 @@ def _deliver(target: IpiTarget, lapic: LocalApic, icr: Icr) -> None:
 
 __all__ = ["NO_SENDER", "ApicBus", "IoRoutingPolicy", "IoStats", "IpiStats", "Refusal", "RefusalCause",
            "RoutingDecision", "RoutingPolicy", "architectural_refusal", "bare_machine_io_policy", "bare_machine_policy",
-           "io_architectural_refusal"]
+           "io_architectural_refusal", "mode_name"]

@@ -20,6 +20,9 @@ EXIT_HUNG = 4
 EXIT_LIMIT = 124
 #: Stopped by the monitor for a violation (its ``on_violation = "stop"`` policy).
 EXIT_VIOLATION = 0xFF
+#: The user ended the run with Ctrl-C (SIGINT), as a shell reports it (128 + 2).
+EXIT_INTERRUPTED = 130
+INTERRUPTED = "interrupted (Ctrl-C)"
 
 
 class EndKind(Enum):
@@ -84,5 +87,5 @@ def run_status(ends: list[KernelEnd]) -> int:
     return next((end.status for end in ends if not end.clean), 0)
 
 
-__all__ = ["EXIT_FAULT", "EXIT_HUNG", "EXIT_LIMIT", "EXIT_VIOLATION", "EndKind", "KernelEnd", "exited", "faulted",
+__all__ = ["EXIT_FAULT", "EXIT_HUNG", "EXIT_INTERRUPTED", "EXIT_LIMIT", "EXIT_VIOLATION", "INTERRUPTED", "EndKind", "KernelEnd", "exited", "faulted",
            "halted", "hung", "idle", "run_status", "stopped_for_violation", "unfinished"]

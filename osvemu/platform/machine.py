@@ -7,6 +7,14 @@ core takes arrives here, is answered by a device or routed on the APIC bus,
 and the exits a monitor owns (VMMCALL, violations, its CPUID leaves) go to
 the plan's monitor, whose answer the machine carries out.  Data flows one
 way: cores -> machine -> (bus policy | monitor) -> machine -> cores.
+
+The machine counts the monitor's exits where it sees them, per kernel
+(``Monitor.count_exit``), while the kernel is alive: what the rest of a
+block runs after its kernel ended is no exit, as under a VMM, which stops
+the guest at the exit that ends it.  Under a monitor that ``traps_all``
+it also counts its cores' local APIC and IOAPIC accesses, port I/O, CPUID,
+MSR accesses, HLTs and interrupt deliveries (``_trap`` and
+``_settle_core_counts``).
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ from osvemu.events import (
     ConsoleLine,
     Event,
     EventBus,
+    Halted,
+    InterruptTaken,
     IpiReceived,
     IpiSent,
     KernelExit,
@@ -33,6 +43,7 @@ from osvemu.events import (
     OsvHypercall,
     OsvRefused,
     Record,
+    TakenKind,
     TimerFired,
     ViolationKind,
 )
@@ -144,6 +155,9 @@ class Machine:
         self.plan = plan
         self.topology = plan.topology
         self.monitor = plan.monitor
+        #: A full-virtualization monitor (osvemu.osv.trapall): every device access, CPUID, MSR, HLT and
+        #: interrupt delivery is its exit too.
+        self.traps_all = bool(plan.monitor is not None and getattr(plan.monitor, "traps_all", False))
         self.events = EventBus()
         self.bus = ApicBus(plan.policy, plan.io_policy)
         #: The core running past its quantum, if any (Scheduler, fast mode).
@@ -164,6 +178,9 @@ class Machine:
         self._transcript_bytes = 0
         self.transcript_dropped = 0  # lines printed but not kept
         self._print = console or _print_line
+        #: Where the machine says, at the moment it happens, what a user must
+        #: not miss (a kernel stopped for a violation): the CLI's standard error or -D file.
+        self.announce: Callable[[str], None] | None = None
         self.kernels = [Kernel(index, placement, Uart16550(Console()), _ioapic_for(placement),
                                restarts_left=placement.restarts) for index, placement in enumerate(plan.kernels)]
         self.channels: EpochChannels | None = None
@@ -187,6 +204,10 @@ class Machine:
             self.lapics.append(lapic)
             self.bus.attach(core, lapic)
         self._core_by_apic = {core.apic_id: core for core in self.cores}
+        #: Trap-all: per core, the CPUID calls the machine answered, and the (MSR accesses, CPUID
+        #: instructions) already counted as exits (_settle_core_counts).
+        self._cpuid_calls = [0] * len(self.cores)
+        self._settled = [(0, 0)] * len(self.cores)
         for kernel in self.kernels:
             kernel.cores = [self._core_by_apic[apic] for apic in kernel.placement.apic_ids]
             # The BSP flag of IA32_APIC_BASE (Intel SDM Vol. 3A 10.4.4): each
@@ -210,9 +231,46 @@ class Machine:
         return kernel is not None and kernel.ended
 
     def may_run(self, core: Core) -> bool:
-        """Running or halted, and its kernel has not ended."""
+        """Running or halted, and its kernel has not ended.  (Asked before
+        each slice: under trap-all, the core's MSR and CPUID exits of its
+        slices so far are counted here.)"""
         kernel = self._kernel_of[core.index]
+        if self.traps_all and kernel is not None:
+            self._settle_core_counts(core, kernel)
         return core.can_execute and kernel is not None and not kernel.ended
+
+    # ------------------------------------------------------------ monitor exits
+    def _trap(self, kernel: Kernel, kind: str) -> None:
+        """An exit a full-virtualization monitor would take, by ``kernel``'s core."""
+        self.monitor.count_exit(kernel.index, kind)
+
+    def _settle_core_counts(self, core: Core, kernel: Kernel) -> None:
+        """Trap-all: the MSR accesses and CPUID instructions the core made
+        since the last look become exits (dropped if its kernel has ended).
+
+        The core counts its RDMSR/WRMSR itself (``Core.msr_counts``: every
+        access that reaches the MSR intercept, #GP ones included; one at
+        CPL > 0 faults before it, AMD APM Vol. 2 15.7).  A CPUID
+        instruction is a call of :meth:`cpuid`, but so is the check of
+        every CR0/CR4 write the core emulates (``osvemu.cpu.special``,
+        counted as "mov crN" in ``Core.special_counts``): those are taken
+        off."""
+        msr = sum(core.msr_counts.values())
+        control = sum(count for name, count in core.special_counts.items() if name.startswith("mov cr"))
+        instructions = self._cpuid_calls[core.index] - control
+        seen_msr, seen_cpuid = self._settled[core.index]
+        self._settled[core.index] = (msr, instructions)
+        if kernel.ended:
+            return
+        if msr > seen_msr:
+            self.monitor.count_exit(kernel.index, "msr", msr - seen_msr)
+        if instructions > seen_cpuid:
+            self.monitor.count_exit(kernel.index, "cpuid", instructions - seen_cpuid)
+
+    def _settle_kernel_counts(self, kernel: Kernel) -> None:
+        if self.traps_all:
+            for core in kernel.cores:
+                self._settle_core_counts(core, kernel)
 
     # ------------------------------------------------------------ boot
     def install_firmware(self, kernel: Kernel) -> Firmware:
@@ -296,6 +354,7 @@ class Machine:
         """A new life in the same partition (Jailhouse's cell restart): its
         memory cleared, its cores reset, its firmware, image and boot CPU
         exactly as at the first boot; its shared channels keep their data."""
+        self._settle_kernel_counts(kernel)  # what ran after its end is no exit of the new life
         kernel.lives.append(kernel.end)
         kernel.end, kernel.restart_due = None, False
         kernel.restarts_left -= 1
@@ -323,10 +382,14 @@ class Machine:
         status derived from every kernel's end (:func:`run_status`)."""
         if kernel.ended:
             return
+        self._settle_kernel_counts(kernel)
         kernel.end = end
         if caller is not None:
             caller.request_stop()
         where = caller or kernel.cores[0]
+        if end.kind is EndKind.VIOLATION and self.announce is not None:
+            rip = f", rip {caller.rip:#x}" if caller is not None else ""
+            self.announce(f"osv: kernel {kernel.name} stopped: {end.detail} ({self.core_label(where.index)}{rip})")
         how = "" if end.kind is EndKind.EXITED and not kernel.placement.labelled else end.describe()
         self._emit(where, KernelExit(end.status, kernel.name if kernel.placement.labelled else None, how))
         last = kernel.uart.console.close()
@@ -392,6 +455,8 @@ class Machine:
         kernel = self.kernel_of(core)
         if kernel is None or kernel.ended:
             return _floating(size)
+        if self.traps_all:
+            self._trap(kernel, "io")
         if layout.COM1_PORT <= port < layout.COM1_PORT + UART_REGISTER_COUNT:
             value = kernel.uart.read(port - layout.COM1_PORT)
             self._com1_irq(core, kernel)
@@ -406,6 +471,8 @@ class Machine:
         kernel = self.kernel_of(core)
         if kernel is None or kernel.ended:
             return
+        if self.traps_all:
+            self._trap(kernel, "io")
         if layout.COM1_PORT <= port < layout.COM1_PORT + UART_REGISTER_COUNT:
             line = kernel.uart.write(port - layout.COM1_PORT, value)
             if line is not None:
@@ -430,10 +497,14 @@ class Machine:
     def mmio_read(self, core: Core, register: int) -> int:
         if self._ended(core):
             return 0
-        if _in_lapic_page(register):
-            return self.lapics[core.index].read(register - layout.LAPIC_BASE)
         kernel = self.kernel_of(core)
+        if _in_lapic_page(register):
+            if self.traps_all:
+                self._trap(kernel, "lapic")
+            return self.lapics[core.index].read(register - layout.LAPIC_BASE)
         if kernel is not None and kernel.ioapic is not None and _in_ioapic_page(register):
+            if self.traps_all:
+                self._trap(kernel, "ioapic")
             return kernel.ioapic.mmio_read(register - layout.IOAPIC_BASE)
         return 0
 
@@ -445,11 +516,16 @@ class Machine:
             lapic = self.lapics[core.index]
             sent = lapic.write(register - layout.LAPIC_BASE, value)
             if isinstance(sent, Icr):
-                self._send_ipi(core, lapic, sent)
-            elif isinstance(sent, LevelEoi) and kernel is not None and kernel.ioapic is not None:
+                self._send_ipi(core, lapic, sent)  # an "icr" exit under every monitor
+                return
+            if self.traps_all:
+                self._trap(kernel, "lapic")
+            if isinstance(sent, LevelEoi) and kernel is not None and kernel.ioapic is not None:
                 self._send_io_interrupts(core, kernel, kernel.ioapic.eoi(sent.vector))
             return
         if kernel is not None and kernel.ioapic is not None and _in_ioapic_page(register):
+            if self.traps_all:
+                self._trap(kernel, "ioapic")
             self._send_io_interrupts(core, kernel, kernel.ioapic.mmio_write(register - layout.IOAPIC_BASE, value))
 
     # ------------------------------------------------------------ Platform: device interrupts
@@ -476,8 +552,9 @@ class Machine:
     def _send_ipi(self, core: Core, lapic: LocalApic, icr: Icr) -> None:
         """An ICR write: the bus's policy decides it whole; isolation
         refusals are the monitor's violations."""
-        if self.monitor is not None:
-            self.monitor.exits["icr"] += 1
+        kernel = self.kernel_of(core)
+        if self.monitor is not None and kernel is not None:
+            self.monitor.count_exit(kernel.index, "icr")
         decision = self.bus.send(lapic, icr)
         self._end_run_ahead(core, decision)
         self._emit_ipi(core, icr, decision)
@@ -532,6 +609,8 @@ class Machine:
     # ------------------------------------------------------------ Platform: monitor exits
     def cpuid(self, core: Core, leaf: int, subleaf: int) -> tuple[int, int, int, int]:
         cpu = self.topology.cpus[core.index]
+        if self.traps_all:
+            self._cpuid_calls[core.index] += 1  # an exit once known to be an instruction (_settle_core_counts)
         values = cpuid(self.topology, cpu, leaf, subleaf, bool(core.apic_base_msr & APIC_BASE_ENABLE))
         return self.monitor.cpuid(leaf, subleaf, values) if self.monitor is not None else values
 
@@ -578,7 +657,7 @@ class Machine:
         kernel = self.kernel_of(core)
         if self.monitor is None or kernel is None:
             return Unmapped.FAULT
-        self.monitor.exits["violation"] += 1
+        self.monitor.count_exit(kernel.index, "violation")
         self._violation(core, ViolationKind.MEMORY, f"{access.value} {address:#x} ({size} bytes) outside the "
                                                     "kernel's memory")
         if access is Access.FETCH:
@@ -604,7 +683,21 @@ class Machine:
         return image.symbols.lookup(address) if image else None
 
     def core_event(self, core: Core, record: Record) -> None:
+        if self.traps_all:
+            self._trap_event(core, record)
         self._emit(core, record)
+
+    def _trap_event(self, core: Core, record: Record) -> None:
+        """Trap-all: a HLT, or the delivery of an external interrupt or NMI
+        (the VMM takes the physical one and injects it, AMD APM Vol. 2
+        15.20 "Event Injection"); exceptions and ``int n`` are the guest's."""
+        kernel = self._kernel_of[core.index]
+        if kernel is None or kernel.ended:
+            return
+        if isinstance(record, Halted):
+            self._trap(kernel, "hlt")
+        elif isinstance(record, InterruptTaken) and record.kind in (TakenKind.INTERRUPT, TakenKind.NMI):
+            self._trap(kernel, "interrupt")
 
     def _emit(self, core: Core, record: Record) -> None:
         if self.events:

@@ -5,6 +5,12 @@ exactly these exits -- VMMCALL, an isolation refusal or an access outside a
 kernel's memory (a *violation*), and the CPUID leaves a hypervisor
 announces itself in -- and carries out what the monitor answers.  Every
 ICR write is routed by the policy the machine's APIC bus was built with.
+
+The machine counts each exit it hands over, per kernel and kind
+(:meth:`Monitor.count_exit`).  A monitor that says it ``traps_all`` is a
+classic full-virtualization VMM (:mod:`osvemu.osv.trapall`): the machine
+then also counts as its exits every local APIC and IOAPIC access, port
+I/O, CPUID, MSR access, HLT and interrupt delivery (``TRAP_ALL_KINDS``).
 """
 
 from __future__ import annotations
@@ -28,9 +34,25 @@ class HypercallOutcome(Protocol):
     shutdown: int | None  # the caller's kernel ends with this status
 
 
+#: The exits every monitor takes: ICR writes, VMMCALLs and accesses outside
+#: a kernel's memory (other violations arrive as one of the first two).
+OWN_KINDS = ("icr", "hypercall", "violation")
+#: What a trap-everything monitor takes besides: local APIC and IOAPIC MMIO
+#: (an ICR write that sends an IPI is an "icr" exit), port I/O, CPUID
+#: instructions, RDMSR/WRMSR, HLT, and the delivery of an external interrupt
+#: or NMI (AMD APM Vol. 2 15.9-15.21: the intercepts a VMM without APIC
+#: virtualization must set to emulate them).
+TRAP_ALL_KINDS = OWN_KINDS + ("lapic", "ioapic", "io", "cpuid", "msr", "hlt", "interrupt")
+
+
 class Monitor(Protocol):
-    #: Monitor exits by kind ("icr", "hypercall", "violation").
+    #: Monitor exits by kind (OWN_KINDS, or TRAP_ALL_KINDS): the sum over the kernels.
     exits: Counter[str]
+    #: Whether the monitor traps everything a full-virtualization VMM traps.
+    traps_all: bool
+
+    def count_exit(self, kernel: int, kind: str, count: int = 1) -> None:
+        """``count`` exits of ``kind`` taken by ``kernel``'s cores."""
 
     def cpuid(self, leaf: int, subleaf: int, values: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
         """The machine's CPUID values for a leaf, as the monitor presents them."""
@@ -56,4 +78,4 @@ class Monitor(Protocol):
         """The monitor's view of one kernel, for the run report."""
 
 
-__all__ = ["BufferPages", "HypercallOutcome", "Monitor"]
+__all__ = ["OWN_KINDS", "TRAP_ALL_KINDS", "BufferPages", "HypercallOutcome", "Monitor"]
