@@ -312,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="osvemu", description="An emulated many-core AMD Opteron server, partitioned among "
                      "kernels by the OSV monitor.", epilog=EXIT_STATUSES,
                      formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
-    parser.add_argument("--version", action="version", version=version_text())
+    parser.add_argument("--version", action=_Version, nargs=0, help="print osvemu's, Unicorn's and Python's versions")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
     boot = _command(commands, "boot", "boot an ELF image on the machine",
                     "osvemu boot guests/minilinux.elf                      # OSV: 4 kernels x 8 cores",
@@ -381,15 +381,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def version_text() -> str:
     """``osvemu X (unicorn Y, Python Z)``."""
-    from importlib.metadata import PackageNotFoundError, version
-
     import unicorn
 
-    try:
-        own = version("osvemu")
-    except PackageNotFoundError:
-        own = "unknown"
-    return f"osvemu {own} (unicorn {unicorn.__version__}, Python {sys.version.split()[0]})"
+    from osvemu.report import osvemu_version
+
+    return f"osvemu {osvemu_version()} (unicorn {unicorn.__version__}, Python {sys.version.split()[0]})"
+
+
+class _Version(argparse.Action):
+    """--version, its text found only when asked for (importlib.metadata costs start-up time)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(version_text())
+        parser.exit()
 
 
 def _pair(name: str, separator: str, parts: tuple[tuple[str, int, int], ...]):

@@ -92,7 +92,11 @@ def _what(error: Exception) -> str:
 
 
 def _pyplot():
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        raise ConfigError("osvemu plot draws with matplotlib: install osvemu's plot extra "
+                          "(pip install 'osvemu[plot]', or pip install matplotlib)") from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import sys
-from importlib import metadata
 from pathlib import Path
 
 import unicorn
@@ -41,6 +40,10 @@ STDOUT = "-"
 
 
 def osvemu_version() -> str:
+    """The installed osvemu's version (importlib.metadata, imported here: it
+    costs start-up time that only a report needs)."""
+    from importlib import metadata
+
     try:
         return metadata.version("osvemu")
     except metadata.PackageNotFoundError:  # run from a source tree that was never installed
