@@ -193,6 +193,7 @@ class CoreExits:
     @guarded(1)
     def _on_cpuid(self, uc: Uc, _data: object) -> int:
         leaf, subleaf = self.core.read_registers((r.UC_X86_REG_EAX, r.UC_X86_REG_ECX))
+        self.core.special_counts["cpuid"] += 1  # emulated by the platform (the report's emulated_instructions)
         eax, ebx, ecx, edx = self.core.platform.cpuid(self.core, leaf, subleaf)
         for register, value in zip((r.UC_X86_REG_RAX, r.UC_X86_REG_RBX, r.UC_X86_REG_RCX, r.UC_X86_REG_RDX),
                                    (eax, ebx, ecx, edx)):

@@ -204,9 +204,7 @@ class Machine:
             self.lapics.append(lapic)
             self.bus.attach(core, lapic)
         self._core_by_apic = {core.apic_id: core for core in self.cores}
-        #: Trap-all: per core, the CPUID calls the machine answered, and the (MSR accesses, CPUID
-        #: instructions) already counted as exits (_settle_core_counts).
-        self._cpuid_calls = [0] * len(self.cores)
+        #: Trap-all: per core, the (MSR accesses, CPUID instructions) already counted as exits (_settle_core_counts).
         self._settled = [(0, 0)] * len(self.cores)
         for kernel in self.kernels:
             kernel.cores = [self._core_by_apic[apic] for apic in kernel.placement.apic_ids]
@@ -250,14 +248,11 @@ class Machine:
 
         The core counts its RDMSR/WRMSR itself (``Core.msr_counts``: every
         access that reaches the MSR intercept, #GP ones included; one at
-        CPL > 0 faults before it, AMD APM Vol. 2 15.7).  A CPUID
-        instruction is a call of :meth:`cpuid`, but so is the check of
-        every CR0/CR4 write the core emulates (``osvemu.cpu.special``,
-        counted as "mov crN" in ``Core.special_counts``): those are taken
-        off."""
+        CPL > 0 faults before it, AMD APM Vol. 2 15.7), and its CPUID
+        instructions (``Core.special_counts["cpuid"]``; the CPUID checks
+        of the CR0/CR4 writes it emulates are no instructions)."""
         msr = sum(core.msr_counts.values())
-        control = sum(count for name, count in core.special_counts.items() if name.startswith("mov cr"))
-        instructions = self._cpuid_calls[core.index] - control
+        instructions = core.special_counts["cpuid"]
         seen_msr, seen_cpuid = self._settled[core.index]
         self._settled[core.index] = (msr, instructions)
         if kernel.ended:
@@ -609,8 +604,6 @@ class Machine:
     # ------------------------------------------------------------ Platform: monitor exits
     def cpuid(self, core: Core, leaf: int, subleaf: int) -> tuple[int, int, int, int]:
         cpu = self.topology.cpus[core.index]
-        if self.traps_all:
-            self._cpuid_calls[core.index] += 1  # an exit once known to be an instruction (_settle_core_counts)
         values = cpuid(self.topology, cpu, leaf, subleaf, bool(core.apic_base_msr & APIC_BASE_ENABLE))
         return self.monitor.cpuid(leaf, subleaf, values) if self.monitor is not None else values
 
