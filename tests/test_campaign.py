@@ -63,6 +63,7 @@ def test_the_honest_baseline_is_a_full_run():
     assert state.account == (2, ())  # DESCRIBE_SELF and SHUTDOWN, and nothing charged to it
 
 
+@pytest.mark.slow
 def test_forty_programs_breach_nothing_and_count_the_same_on_one_or_two_processes(in_process_40):
     local = campaign.run_campaign(40, SEED, workers=2)
     assert local.breaches == () and in_process_40.breaches == ()

@@ -121,7 +121,7 @@ def _python_delivery(core, case: dict) -> str:
         core.linear.release_paging()
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=_cases)
 def test_c_delivery_is_python_delivery_or_nothing(core, case):
     saved_memory = core.view.read(0, COMPARED)
@@ -193,7 +193,7 @@ _WITHOUT_C_DELIVERY = ("import sys; import osvemu.cpu.fastdelivery as f; f.FastD
                        "from osvemu.cli import main; sys.exit(main(sys.argv[1:]))")
 
 
-@pytest.mark.parametrize("mode", [(), ("--fast",)], ids=["blocks", "fast"])
+@pytest.mark.parametrize("mode", [(), pytest.param(("--fast",), marks=pytest.mark.slow)], ids=["blocks", "fast"])
 def test_minilinux_runs_the_same_with_and_without_c_delivery(tmp_path, mode):
     digests = []
     for prefix in ([sys.executable, "-m", "osvemu"], [sys.executable, "-c", _WITHOUT_C_DELIVERY]):

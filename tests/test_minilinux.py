@@ -41,6 +41,7 @@ def test_the_committed_image_is_the_reproducible_build(tmp_path):
     assert rebuilt.read_bytes() == IMAGE.read_bytes(), "guests/minilinux.elf is stale: run tools/build_guests.py"
 
 
+@pytest.mark.slow
 def test_default_machine_boots_32_cpus_and_runs_both_workloads():
     run = boot()
     assert run.returncode == 0, run.stderr
@@ -62,6 +63,7 @@ def test_default_machine_boots_32_cpus_and_runs_both_workloads():
     assert "APIC: timer calibrated against the TSC: bus clock 200.0" in out
 
 
+@pytest.mark.slow
 def test_acpi_off_uses_the_mp_table():
     run = boot("--cmdline", "acpi=off workload=primes primes=10000")
     assert run.returncode == 0, run.stderr
@@ -101,7 +103,7 @@ def test_a_malformed_option_is_reported_and_the_kernel_fails(cmdline, complaints
     assert ok.returncode == 0 and summary(ok.stdout)[1].startswith(", primes=54 checksum=")
 
 
-@pytest.mark.parametrize("sockets, cores", [(1, 1), (1, 2), (2, 4), (8, 8)])
+@pytest.mark.parametrize("sockets, cores", [(1, 1), (1, 2), (2, 4), pytest.param(8, 8, marks=pytest.mark.slow)])
 def test_cpu_counts(sockets, cores):
     run = boot("--sockets", str(sockets), "--cores-per-socket", str(cores), "--cmdline", "quiet primes=1000 rounds=2")
     assert run.returncode == 0, run.stderr
@@ -111,6 +113,7 @@ def test_cpu_counts(sockets, cores):
     assert len(run.stdout.splitlines()) == 1  # quiet: only the summary
 
 
+@pytest.mark.slow
 def test_workloads_one_at_a_time():
     primes = boot("--sockets", "1", "--cores-per-socket", "4", "--cmdline", "workload=primes primes=1000")
     assert summary(primes.stdout) == (4, ", primes=168 checksum=0x0001295f", "OK")
@@ -158,7 +161,7 @@ def test_a_corrupted_madt_is_rejected_and_the_mp_table_used():
     assert result.status == 0
 
 
-@pytest.mark.parametrize("cpus, memory", [(4, "512M"), (32, "2G")])
+@pytest.mark.parametrize("cpus, memory", [(4, "512M"), pytest.param(32, "2G", marks=pytest.mark.slow)])
 def test_same_image_same_results_on_qemu(cpus, memory):
     """QEMU's pc machine (SeaBIOS tables, RSDP v0, no SRAT, a live 8259 PIC) and osvemu, both workloads."""
     WORKLOADS = "primes=10000 rounds=10"

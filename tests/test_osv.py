@@ -65,6 +65,7 @@ def test_each_kernel_sees_only_its_cores_and_memory():
         assert "smp: Brought up 1 node, 8 CPUs" in lines and f"NUMA: Node 0: 8 CPUs, {megabytes} MB" in lines
 
 
+@pytest.mark.slow
 def test_eight_kernels_of_four_cores():
     run = osvemu("boot", str(IMAGE), "--kernels", "8", "--cmdline", "quiet workload=primes primes=1000")
     assert run.returncode == 0, run.stderr

@@ -25,6 +25,7 @@ def _run(tmp_path, jobs: int, *args) -> tuple[int, str, str, dict]:
     return result.returncode, result.stdout, result.stderr, data
 
 
+@pytest.mark.slow
 def test_the_default_osv_run_is_the_same_on_one_process_and_on_two(tmp_path, minilinux):
     """Console, exit status, stderr and the whole report (host time aside)."""
     one, two = (_run(tmp_path, jobs, minilinux) for jobs in (1, 2))

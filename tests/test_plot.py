@@ -102,6 +102,7 @@ def test_an_evaluation_gives_the_papers_figure(tmp_path):
     assert_picture(tmp_path / "eval-eval.png", 1950, 1275)
 
 
+@pytest.mark.slow
 def test_the_evaluation_of_osvemu_eval_is_drawn_too(tmp_path):
     from osvemu import evaluation as evaluator
 

@@ -157,7 +157,8 @@ def _digest(result, report: Path) -> tuple:
     return result.returncode, hashlib.sha256(result.stdout.encode()).hexdigest(), counts, data["virtual_ns"]
 
 
-@pytest.mark.parametrize("mode", [(), ("--exact",), ("--fast",)], ids=["blocks", "exact", "fast"])
+@pytest.mark.parametrize("mode", [(), pytest.param(("--exact",), marks=pytest.mark.slow),
+                                  pytest.param(("--fast",), marks=pytest.mark.slow)], ids=["blocks", "exact", "fast"])
 def test_the_same_guest_gives_the_same_run_twice_in_every_mode(tmp_path, minilinux, mode):
     args = ("boot", "--native", "--sockets", "1", "--cores-per-socket", "8", "--memory", "512M",
             "--cmdline", "primes=20000 rounds=20", *mode, minilinux)
@@ -173,6 +174,7 @@ def _summary(stdout: str) -> str:
     return [line for line in stdout.splitlines() if "CPUs online" in line][-1].split("] ", 1)[1]
 
 
+@pytest.mark.slow
 def test_every_mode_gives_the_same_guest_results(minilinux):
     """Timings differ between the modes, the guest's results do not."""
     lines = set()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 
+import pytest
 from conftest import attacker_pair, run_osvemu
 from elf_builder import LoadSegment, build_elf, pvh_note
 from keystone import KS_ARCH_X86, KS_MODE_32, Ks
@@ -50,6 +51,7 @@ def test_events_of_an_smp_boot(smp_hello_elf):
     assert text.splitlines()[-1].endswith("exit guest wrote 0 to port 0xf4")
 
 
+@pytest.mark.slow
 def test_traces_are_byte_identical(smp_hello_elf):
     args = (*MACHINE, "--from", "ap_main", "--count", "300", "--regs", "--watch", "online_count:4")
     first, second = trace(smp_hello_elf, *args), trace(smp_hello_elf, *args)

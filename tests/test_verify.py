@@ -175,6 +175,7 @@ def test_a_counterexample_replays_on_the_emulator():
 
 
 # ---------------------------------------------------------------- the command line
+@pytest.mark.slow
 def test_verify_on_one_layout_prints_every_property():
     result = run_osvemu("verify", "--layout", "sparse", "--no-spin", "--jobs", "2")
     assert result.returncode == 0, result.stderr

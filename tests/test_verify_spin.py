@@ -25,6 +25,7 @@ def test_spin_and_gcc_are_installed():
     assert spin.spin_available(), "install spin and gcc (Debian: apt-get install spin gcc)"
 
 
+@pytest.mark.slow
 def test_the_interface_model_has_no_errors_over_its_full_state_space(tmp_path):
     result = spin.check_model(3, 2, workdir=tmp_path)
     assert result.ok, "\n".join(result.summary())
