@@ -104,9 +104,8 @@ class Scheduler:
         #: :meth:`advance` return after the running slice.
         self.pause_requested = False
         self.last_core = 0  # the core that ran last
-        self.on_slice_end: Callable[[Core], None] | None = None  # the tracer's
         #: Called after every slice with (core, virtual start ns, instructions
-        #: retired): recorders such as osvemu.timeline.TimelineRecorder.
+        #: retired): the tracer, recorders such as osvemu.timeline.TimelineRecorder.
         self.slice_observers: list[Callable[[Core, int, int], None]] = []
         #: The kernels this scheduler runs (osvemu.parallel: a worker runs
         #: some of them; the other kernels' cores are not its to run).
@@ -394,8 +393,6 @@ class Scheduler:
         self._ran_cores.add(core.index)
         for observer in self.slice_observers:
             observer(core, start_ns, retired)
-        if self.on_slice_end is not None:
-            self.on_slice_end(core)
         if count and core.paused_mid_slice and core.state is CoreState.RUNNING:
             self._resume = _rest_of_slice(count, start_ns, retired)
 

@@ -293,7 +293,7 @@ class Tracer:
     # ------------------------------------------------------------ the run
     def run(self) -> tuple[int, str]:
         self.machine.events.subscribe(self._on_event)
-        self.scheduler.on_slice_end = self._on_slice_end
+        self.scheduler.slice_observers.append(self._on_slice_end)
         if self.start is None:
             self._start_tracing()
         else:
@@ -325,7 +325,8 @@ class Tracer:
         in a ``finally``: the file is valid JSON however the run ended)."""
         with contextlib.suppress(ValueError):  # not subscribed yet: the run never started
             self.machine.events.unsubscribe(self._on_event)
-        self.scheduler.on_slice_end = None
+        with contextlib.suppress(ValueError):  # not observing yet
+            self.scheduler.slice_observers.remove(self._on_slice_end)
         for core, handle in self._hooks + self._start_hooks:
             core.remove_hook(handle)
         if self.exporter is not None:
@@ -392,7 +393,7 @@ class Tracer:
         self._write_event(core.index, core.retired_now(),
                           MemoryWritten(address, size, value & ((1 << (8 * size)) - 1), core.rip))
 
-    def _on_slice_end(self, core: Core) -> None:
+    def _on_slice_end(self, core: Core, _start_ns: int, _retired: int) -> None:
         if self.active and core.index in self.traced:
             self._flush(core)
             self._check_mode(core)
