@@ -99,8 +99,6 @@ struct osvemu_delivery {
     uint64_t interrupted_at;     /* RIP before */
     uint64_t handler;            /* RIP after */
     uint64_t stack;              /* RSP after */
-    uint64_t delivered;          /* deliveries done here */
-    uint64_t declined;           /* ... and left to Python */
 };
 
 /* The host address of [gpa, gpa+size) when one span holds it all, else NULL. */
@@ -205,7 +203,6 @@ int osvemu_deliver(struct osvemu_delivery *d, uint64_t vector, uint64_t error_co
     uint8_t gate[16], frame[48];
     int status;
 
-    d->declined++;  /* until delivered */
     if (d->span_count == 0 || vector > 255)
         return 0;
     for (int i = 0; i < CONTEXT_REGISTERS; i++) {
@@ -288,8 +285,6 @@ int osvemu_deliver(struct osvemu_delivery *d, uint64_t vector, uint64_t error_co
     d->interrupted_at = rip;
     d->handler = offset;
     d->stack = stack;
-    d->declined--;
-    d->delivered++;
     return 1;
 }
 
@@ -305,8 +300,7 @@ void osvemu_delivery_layout(uint64_t *out)
         offsetof(struct osvemu_delivery, msr_id), offsetof(struct osvemu_delivery, msr_efer),
         offsetof(struct osvemu_delivery, span_count), offsetof(struct osvemu_delivery, spans),
         offsetof(struct osvemu_delivery, interrupted_at), offsetof(struct osvemu_delivery, handler),
-        offsetof(struct osvemu_delivery, stack), offsetof(struct osvemu_delivery, delivered),
-        offsetof(struct osvemu_delivery, declined), sizeof(struct osvemu_delivery),
+        offsetof(struct osvemu_delivery, stack), sizeof(struct osvemu_delivery),
     };
     for (size_t i = 0; i < sizeof offsets / sizeof offsets[0]; i++)
         out[i] = offsets[i];

@@ -43,8 +43,7 @@ class _Delivery(ctypes.Structure):
                 ("context_ids", ctypes.c_int64 * len(_CONTEXT_REGISTERS)), ("idtr_id", ctypes.c_int64),
                 ("gdtr_id", ctypes.c_int64), ("tr_id", ctypes.c_int64), ("msr_id", ctypes.c_int64),
                 ("msr_efer", ctypes.c_int64), ("span_count", ctypes.c_uint64), ("spans", _Span * MAX_SPANS),
-                ("interrupted_at", ctypes.c_uint64), ("handler", ctypes.c_uint64), ("stack", ctypes.c_uint64),
-                ("delivered", ctypes.c_uint64), ("declined", ctypes.c_uint64)]
+                ("interrupted_at", ctypes.c_uint64), ("handler", ctypes.c_uint64), ("stack", ctypes.c_uint64)]
 
 
 native.check_layout(_Delivery, "osvemu_delivery_layout", [name for name, _ in _Delivery._fields_])
@@ -82,11 +81,6 @@ class FastDelivery:
         if done < 0:
             raise EmulatorError("Unicorn refused a register write of interrupt delivery")
         return None
-
-    @property
-    def counts(self) -> tuple[int, int]:
-        """(deliveries done in C, deliveries left to Python)."""
-        return self._state.delivered, self._state.declined
 
 
 __all__ = ["FastDelivery"]
