@@ -14,6 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))  # build_test_guests, build_guests
 
 from build_test_guests import build
+from elf_builder import LoadSegment, build_elf, pvh_note
+from keystone import KS_ARCH_X86, KS_MODE_32, Ks
 
 Osvemu = Callable[..., subprocess.CompletedProcess]
 
@@ -48,6 +50,17 @@ def smp_hello_elf(guest_dir) -> Path:
 @pytest.fixture(scope="session")
 def attacker_elf(guest_dir) -> Path:
     return build("attacker", guest_dir)
+
+
+@pytest.fixture
+def spinning_image(tmp_path) -> Path:
+    """A 32-bit PVH image whose boot CPU spins for ever (``inc eax; jmp``):
+    a machine that runs until something stops it."""
+    base = 0x200000
+    code = bytes(Ks(KS_ARCH_X86, KS_MODE_32).asm("spin: inc eax\n jmp spin", base)[0])
+    path = tmp_path / "spin.elf"
+    path.write_bytes(build_elf([LoadSegment(base, code)], pvh_note(base)))
+    return path
 
 
 def attacker_pair(image: Path, receiver: str = "attack=none", sender: str = "attack=none", channel: bool = True,

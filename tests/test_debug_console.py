@@ -11,8 +11,6 @@ import time
 
 import pytest
 from conftest import ROOT, run_osvemu
-from elf_builder import LoadSegment, build_elf, pvh_note
-from keystone import KS_ARCH_X86, KS_MODE_32, Ks
 
 from osvemu.cli import build_parser, prepare
 from osvemu.debug.console import DebugConsole
@@ -245,15 +243,6 @@ def test_the_kernel_option_picks_the_first_core(tmp_path, smp_hello_elf, attacke
                         "0x100000 <pvh_start> (running)")
     assert [line[:16] for line in lines[3:7]] == ["* 2    attacker ", "  3    attacker ", "  0    hello    ",
                                                   "  1    hello    "]
-
-
-@pytest.fixture
-def spinning_image(tmp_path):
-    base = 0x200000
-    code = bytes(Ks(KS_ARCH_X86, KS_MODE_32).asm("spin: inc eax\n jmp spin", base)[0])
-    path = tmp_path / "spin.elf"
-    path.write_bytes(build_elf([LoadSegment(base, code)], pvh_note(base)))
-    return path
 
 
 def test_ctrl_c_during_continue_returns_to_the_prompt(spinning_image):

@@ -10,10 +10,6 @@ import subprocess
 import sys
 import time
 
-import pytest
-from elf_builder import LoadSegment, build_elf, pvh_note
-from keystone import KS_ARCH_X86, KS_MODE_32, Ks
-
 MACHINE = ["--sockets", "1", "--cores-per-socket", "4", "--memory", "256M"]
 
 
@@ -127,15 +123,6 @@ class Client:
     def ask(self, payload: str) -> str:
         self.send(payload)
         return self.receive()
-
-
-@pytest.fixture
-def spinning_image(tmp_path):
-    base = 0x200000
-    code = bytes(Ks(KS_ARCH_X86, KS_MODE_32).asm("spin: inc eax\n jmp spin", base)[0])
-    path = tmp_path / "spin.elf"
-    path.write_bytes(build_elf([LoadSegment(base, code)], pvh_note(base)))
-    return path
 
 
 def test_interrupt_registers_memory_and_kill(spinning_image):
