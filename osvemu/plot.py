@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from osvemu.errors import ConfigError
+from osvemu.platform.layout import number_runs
 
 EVAL_SCHEMA = "osvemu-eval/1"
 BENCH_SCHEMA = "osvemu-bench/1"
@@ -398,7 +399,7 @@ def draw_topology(plt, report: dict):
     for row, channel in enumerate(channels):
         y = 1 - (row + 0.5) / max(1, len(channels))
         low, high = (int(value, 16) for value in channel["guest_physical"])
-        vectors = _ranges(channel["notify_vectors"])
+        vectors = number_runs(sorted(channel["notify_vectors"]))
         channel_axis.text(0.0, y, f"{channel['name']}: {_size(high - low)} at {low:#x}, NOTIFY "
                           f"{vectors or 'none'}", transform=channel_axis.transAxes, va="center", fontsize=9)
         for slot, member in enumerate(channel["kernels"]):
@@ -418,19 +419,6 @@ def _size(value: int) -> str:
         if value >= 1 << shift and value % (1 << shift) == 0 or value >= 1 << (shift + 4):
             return f"{value / (1 << shift):g} {unit}"
     return f"{value} B"
-
-
-def _ranges(vectors: list[int]) -> str:
-    """[32, 33, ..., 255] -> "32-255"."""
-    parts: list[str] = []
-    for vector in sorted(vectors):
-        if parts and "-" in parts[-1] and int(parts[-1].split("-")[1]) == vector - 1:
-            parts[-1] = f"{parts[-1].split('-')[0]}-{vector}"
-        elif parts and "-" not in parts[-1] and int(parts[-1]) == vector - 1:
-            parts[-1] = f"{parts[-1]}-{vector}"
-        else:
-            parts.append(str(vector))
-    return ", ".join(parts)
 
 
 # ---------------------------------------------------------------- the benchmark

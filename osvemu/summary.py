@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from osvemu.platform.layout import format_size, number_runs
 from osvemu.platform.machine import Machine
 
 _COLUMNS = ("kernel", "cores (APIC)", "memory", "ended", "instructions", "virtual", "host", "IPIs sent/refused",
@@ -24,31 +25,14 @@ _NUMERIC = frozenset({"instructions", "virtual", "host", "IPIs sent/refused", "h
 
 
 def id_ranges(ids: Iterable[int]) -> str:
-    """``0-7,9,12-13``: sorted IDs with runs joined."""
-    ordered = sorted(set(ids))
-    parts: list[str] = []
-    start = previous = None
-    for value in ordered + [None]:
-        if start is not None and value == previous + 1:
-            previous = value
-            continue
-        if start is not None:
-            parts.append(str(start) if start == previous else f"{start}-{previous}")
-        start = previous = value
-    return ",".join(parts) or "-"
-
-
-def _size(size: int) -> str:
-    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if size >= 1 << shift and size % (1 << shift) == 0:
-            return f"{size >> shift} {unit}"
-    return f"{size} B"
+    """``0-7,9,12-13``: sorted IDs with runs joined ('-' for none)."""
+    return number_runs(sorted(set(ids)), ",") or "-"
 
 
 def _memory(ranges: list[dict]) -> str:
     total = sum(int(r["machine"][1], 16) - int(r["machine"][0], 16) for r in ranges)
     nodes = sorted({r["node"] for r in ranges})
-    return f"{_size(total)} (node {id_ranges(nodes)})" if nodes else _size(total)
+    return f"{format_size(total)} (node {id_ranges(nodes)})" if nodes else format_size(total)
 
 
 def _ended(kernel: dict) -> str:

@@ -41,6 +41,7 @@ from osvemu.debug.expressions import (
 )
 from osvemu.errors import ConfigError, GuestFault
 from osvemu.image import KernelImage
+from osvemu.platform.layout import number_runs
 from osvemu.platform.machine import Kernel, Machine
 from osvemu.scheduler import Scheduler
 from osvemu.symbols import Symbol, SymbolTable
@@ -515,8 +516,8 @@ class DebugConsole:
             end = kernel.end.describe() if kernel.end is not None else "running"
             if kernel.lives:
                 end += f" (life {len(kernel.lives) + 1}, after {len(kernel.lives)} restarts)"
-            rows.append((marker, kernel.name, _ranges([core.index for core in kernel.cores]),
-                         _ranges(list(kernel.placement.apic_ids)), image, end))
+            rows.append((marker, kernel.name, number_runs(core.index for core in kernel.cores) or "none",
+                         number_runs(kernel.placement.apic_ids) or "none", image, end))
         head = (" ", "Name", "Cores", "APIC IDs", "Image", "State")
         widths = [max(len(row[column]) for row in [head, *rows]) for column in range(1, 5)]
         for row in [head, *rows]:
@@ -725,17 +726,6 @@ def _format_value(value: int, fmt: str, size: int) -> str:
     if fmt == "c":
         return char_literal(value - 256 if value & 0x80 else value)
     return f"{value:#x}"  # "a": an address
-
-
-def _ranges(numbers: list[int]) -> str:
-    """``0-7, 16`` for ascending runs, in the given order."""
-    parts: list[list[int]] = []
-    for number in numbers:
-        if parts and number == parts[-1][-1] + 1:
-            parts[-1].append(number)
-        else:
-            parts.append([number])
-    return ", ".join(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]) for run in parts) or "none"
 
 
 def _same_file(a: str, b: str) -> bool:

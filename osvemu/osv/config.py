@@ -357,7 +357,7 @@ def _kernel_plans(specs: list[Mapping], topology: Topology, file: Where, base: P
         for apic in apics:
             if apic not in valid:
                 raise where.at("cores").error(f"core {apic} is not an APIC ID of this machine "
-                                              f"(it has {_ranges(sorted(valid))})")
+                                              f"(it has {layout.number_runs(sorted(valid))})")
             if apic in owner:
                 raise where.at("cores").error(f"core {apic} is already given to kernel {json.dumps(owner[apic])}")
             owner[apic] = name
@@ -454,8 +454,8 @@ def _channel_plans(specs: list[Mapping], names: dict[str, int], file: Where) -> 
             raise where.at("kernels").error("a channel needs at least two kernels")
         total = sum(channel.size for channel in channels) + values["size"]
         if CHANNEL_BASE + total > CHANNEL_LIMIT:
-            raise where.at("size").error(f"the channels up to this one take {_bytes(total)}, more than the "
-                                         f"{_bytes(CHANNEL_LIMIT - CHANNEL_BASE)} from {CHANNEL_BASE:#x} to the "
+            raise where.at("size").error(f"the channels up to this one take {layout.format_size(total)}, more than the "
+                                         f"{layout.format_size(CHANNEL_LIMIT - CHANNEL_BASE)} from {CHANNEL_BASE:#x} to the "
                                          f"IOAPIC at {CHANNEL_LIMIT:#x}")
         channels.append(ChannelPlan(index, name, values["size"], tuple(members), tuple(sorted(values["notify"]))))
     return channels
@@ -522,7 +522,7 @@ def _validate_channels(config: OsvConfig, fail) -> None:
             raise fail(f"{label}: notify vectors must be sorted, unique and in {NOTIFY_VECTORS.start}..255")
     total = sum(channel.size for channel in config.channels)
     if CHANNEL_BASE + total > CHANNEL_LIMIT:
-        raise fail(f"the channels take {_bytes(total)} in all, more than the {_bytes(CHANNEL_LIMIT - CHANNEL_BASE)} "
+        raise fail(f"the channels take {layout.format_size(total)} in all, more than the {layout.format_size(CHANNEL_LIMIT - CHANNEL_BASE)} "
                    f"from {CHANNEL_BASE:#x} to the IOAPIC at {CHANNEL_LIMIT:#x}")
 
 
@@ -532,15 +532,15 @@ def describe_layout(config: OsvConfig) -> list[str]:
     """The layout as ``osvemu config check`` prints it."""
     topology = config.topology
     nodes = f"{topology.sockets} NUMA node{'s' if topology.sockets > 1 else ''}"
-    apics = _ranges([c.apic_id for c in topology.cpus])
+    apics = layout.number_runs([c.apic_id for c in topology.cpus])
     lines = [f"machine: {topology.sockets} sockets x {topology.cores_per_socket} cores (APIC IDs {apics}), "
-             + f"{_bytes(topology.memory_size)} of RAM on {nodes}"]
+             + f"{layout.format_size(topology.memory_size)} of RAM on {nodes}"]
     for plan in config.kernels:
-        lines.append(f"kernel {json.dumps(plan.name)}: cores {_ranges(list(plan.apic_ids))} (APIC IDs; boot CPU "
-                     f"{plan.apic_ids[0]}), {_bytes(plan.ram_bytes)} of guest RAM at "
+        lines.append(f"kernel {json.dumps(plan.name)}: cores {layout.number_runs(list(plan.apic_ids))} (APIC IDs; boot CPU "
+                     f"{plan.apic_ids[0]}), {layout.format_size(plan.ram_bytes)} of guest RAM at "
                      f"{layout.LOW_MEMORY_END:#x}-{layout.LOW_MEMORY_END + plan.ram_bytes - 1:#x}")
         for rng in plan.memory:
-            lines.append(f"  machine memory {rng.base:#x}-{rng.end - 1:#x} ({_bytes(rng.size)}, node {rng.node})")
+            lines.append(f"  machine memory {rng.base:#x}-{rng.end - 1:#x} ({layout.format_size(rng.size)}, node {rng.node})")
         lines.append(f"  image {schema.printable(plan.image) or '(none)'}")
         lines.append(f"  cmdline {json.dumps(plan.cmdline)}")
         if plan.initrd:
@@ -549,29 +549,13 @@ def describe_layout(config: OsvConfig) -> list[str]:
         lines.append(f"  on_violation {plan.on_violation}, restart {restart}")
     for channel, gpa in zip(config.channels, config.channel_addresses, strict=True):
         members = ", ".join(json.dumps(config.kernels[k].name) for k in channel.kernels)
-        notify = _ranges(list(channel.notify_vectors)) if channel.notify_vectors else "none"
-        lines.append(f"channel {json.dumps(channel.name)}: kernels {members}; {_bytes(channel.size)} at guest-physical "
+        notify = layout.number_runs(list(channel.notify_vectors)) if channel.notify_vectors else "none"
+        lines.append(f"channel {json.dumps(channel.name)}: kernels {members}; {layout.format_size(channel.size)} at guest-physical "
                      f"{gpa:#x}-{gpa + channel.size - 1:#x}; notify vectors {notify}")
     offline = config.offline_apic_ids
-    lines.append(f"offline cores: {_ranges(list(offline)) + ' (APIC IDs)' if offline else 'none'}")
+    lines.append(f"offline cores: {layout.number_runs(list(offline)) + ' (APIC IDs)' if offline else 'none'}")
     lines.append(f"monitor: violation_records {config.violation_records}")
     return lines
-
-
-def _ranges(numbers: list[int]) -> str:
-    """``0-7, 9, 12-13``."""
-    parts = []
-    for _, run in itertools.groupby(enumerate(numbers), lambda pair: pair[1] - pair[0]):
-        values = [value for _, value in run]
-        parts.append(str(values[0]) if len(values) == 1 else f"{values[0]}-{values[-1]}")
-    return ", ".join(parts)
-
-
-def _bytes(count: int) -> str:
-    for unit, scale in (("TiB", 1 << 40), ("GiB", layout.GiB), ("MiB", layout.MiB), ("KiB", layout.KiB)):
-        if count >= scale and count % scale == 0:
-            return f"{count // scale} {unit}"
-    return f"{count} bytes"
 
 
 __all__ = ["CHANNEL_BASE", "CHANNEL_LIMIT", "MAX_CHANNELS", "MAX_GUEST_RAM", "MAX_KERNELS", "ChannelPlan",

@@ -9,7 +9,9 @@ where the ACPI and MP specifications tell an OS to search.
 
 from __future__ import annotations
 
+import itertools
 import re
+from collections.abc import Iterable
 
 from osvemu.errors import ConfigError
 
@@ -116,6 +118,24 @@ def parse_size(text: str | int, where: str = "", what: str = "memory size") -> i
             shown = "a negative number" if isinstance(text, int) else f"a {type(text).__name__}"
         raise ConfigError(f"{prefix}invalid {what} {shown} (use a number with K, M or G, e.g. 2G)")
     return int(match.group(1)) * _UNITS[match.group(2).upper()]
+
+
+def format_size(count: int) -> str:
+    """A size in the largest binary unit that divides it exactly: '2 GiB', '640 KiB', '100 bytes'."""
+    for unit, scale in (("TiB", 1 << 40), ("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
+        if count >= scale and count % scale == 0:
+            return f"{count // scale} {unit}"
+    return f"{count} bytes"
+
+
+def number_runs(numbers: Iterable[int], separator: str = ", ") -> str:
+    """``0-7, 9, 12-13``: each run of consecutive numbers, in the order
+    given, as one (APIC IDs, cores, vectors); '' for none."""
+    parts = []
+    for _, run in itertools.groupby(enumerate(numbers), lambda pair: pair[1] - pair[0]):
+        values = [value for _, value in run]
+        parts.append(str(values[0]) if len(values) == 1 else f"{values[0]}-{values[-1]}")
+    return separator.join(parts)
 
 
 # --- Legacy devices and their interrupt wiring (each kernel has its own set) ---
